@@ -1,0 +1,256 @@
+// Package hs2 is hiveqd's HiveServer2 client: Thrift transports (binary SASL
+// PLAIN, binary NOSASL, HTTP, each with optional TLS), sessions, operations,
+// columnar result batches and a session pool.
+//
+// One Session is one connection: HS2 ties a session to its TCP connection and
+// drops it with the connection, and a connection carries one call at a time.
+package hs2
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Transport is HS2's hive.server2.transport.mode.
+type Transport string
+
+const (
+	TransportBinary Transport = "binary"
+	TransportHTTP   Transport = "http"
+)
+
+// Auth is HS2's hive.server2.authentication as it matters to a client.
+// NONE, LDAP and CUSTOM all speak SASL PLAIN on the binary transport and
+// Basic auth on HTTP; NOSASL is the raw binary protocol.
+type Auth string
+
+const (
+	AuthNone     Auth = "NONE"
+	AuthNoSASL   Auth = "NOSASL"
+	AuthLDAP     Auth = "LDAP"
+	AuthCustom   Auth = "CUSTOM"
+	AuthKerberos Auth = "KERBEROS" // discovered, never dialled: unsupported
+)
+
+// DefaultHTTPPath is hive.server2.thrift.http.path's default.
+const DefaultHTTPPath = "cliservice"
+
+// Endpoint is one HS2 server and how to speak to it; discovery fills it from
+// the ZooKeeper znode data, a static config from flags.
+type Endpoint struct {
+	Host      string    `json:"host"`
+	Port      int       `json:"port"`
+	Transport Transport `json:"transport,omitempty"` // default binary
+	HTTPPath  string    `json:"http_path,omitempty"` // default cliservice
+	Auth      Auth      `json:"auth,omitempty"`      // default NONE
+	TLS       bool      `json:"tls,omitempty"`
+}
+
+// Addr is host:port.
+func (e Endpoint) Addr() string { return net.JoinHostPort(e.Host, strconv.Itoa(e.Port)) }
+
+func (e Endpoint) String() string { return e.Addr() }
+
+// Options are how this process dials HS2: its own credentials, TLS, timeouts.
+type Options struct {
+	User     string // HS2 login (SASL PLAIN / Basic auth); default "anonymous"
+	Password string // default "anonymous"; HS2 NONE accepts anything non-empty
+	// TLSConfig is used when Endpoint.TLS is set; nil means system roots.
+	TLSConfig *tls.Config
+	// DialContext replaces net.Dialer for tests and fault proxies.
+	DialContext    func(ctx context.Context, network, addr string) (net.Conn, error)
+	ConnectTimeout time.Duration // default 5s
+	// CallTimeout bounds each Thrift call that has no earlier ctx deadline;
+	// it must exceed HS2's long-poll (5s). Default 30s.
+	CallTimeout time.Duration
+}
+
+// SessionConfig is what makes sessions different; the pool keys on it.
+type SessionConfig struct {
+	ProxyUser string            // hive.server2.proxy.user (impersonation); "" for none
+	Database  string            // "use:database"; "" for default
+	Conf      map[string]string // "set:hiveconf:k" overlay
+}
+
+// OpState mirrors TOperationState.
+type OpState int
+
+const (
+	StateInitialized OpState = iota
+	StateRunning
+	StateFinished
+	StateCanceled
+	StateClosed
+	StateError
+	StateUnknown
+	StatePending
+	StateTimedOut
+)
+
+var opStateNames = [...]string{"INITIALIZED", "RUNNING", "FINISHED", "CANCELED", "CLOSED", "ERROR", "UNKNOWN", "PENDING", "TIMEDOUT"}
+
+func (s OpState) String() string {
+	if s >= 0 && int(s) < len(opStateNames) {
+		return opStateNames[s]
+	}
+	return "OpState(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Terminal reports whether the operation can no longer change state.
+func (s OpState) Terminal() bool {
+	switch s {
+	case StateFinished, StateCanceled, StateClosed, StateError, StateTimedOut, StateUnknown:
+		return true
+	}
+	return false
+}
+
+// Status is one GetOperationStatus answer.
+type Status struct {
+	State        OpState
+	Progress     float64 // 0..1, or -1 when HS2 reports none
+	TaskStatus   string
+	HasResultSet bool
+	// Err is a *ServerError when State is StateError.
+	Err error
+}
+
+// ColumnDesc is one result column from GetResultSetMetadata.
+type ColumnDesc struct {
+	Name     string // as HS2 reports it, e.g. "t.id" for SELECT *
+	Type     string // Hive type text with qualifiers: "int", "decimal(10,2)", "varchar(20)"
+	Position int    // 1-based
+	Comment  string
+}
+
+// Schema is a result set's columns in order.
+type Schema []ColumnDesc
+
+// Kind is which typed slice of a Vector is set. HS2 sends tinyint and
+// smallint as byte/i16 columns; they widen to Int32. Float widens to Double.
+// Decimal, date, timestamp, interval, char/varchar and complex types arrive as
+// strings, as HS2 sends them.
+type Kind uint8
+
+const (
+	KindBool Kind = iota + 1
+	KindInt32
+	KindInt64
+	KindDouble
+	KindString
+	KindBytes
+)
+
+var kindNames = [...]string{"", "bool", "int32", "int64", "double", "string", "bytes"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) && k > 0 {
+		return kindNames[k]
+	}
+	return "Kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Vector is one column of a batch. Only the slice for Kind is set, and its
+// length is the batch's row count. Slices alias Thrift's decoded buffers: no
+// copy on the data path.
+type Vector struct {
+	Kind Kind
+	// Nulls is HS2's bitmap: row i is NULL when bit 1<<(i%8) of byte i/8 is
+	// set. It is normalised to exactly (rows+7)/8 bytes, or nil when the
+	// batch has no NULLs in this column.
+	Nulls   []byte
+	Bools   []bool
+	Int32s  []int32
+	Int64s  []int64
+	Doubles []float64
+	Strings []string
+	Bytes   [][]byte
+}
+
+// Len is the number of rows in v.
+func (v *Vector) Len() int {
+	switch v.Kind {
+	case KindBool:
+		return len(v.Bools)
+	case KindInt32:
+		return len(v.Int32s)
+	case KindInt64:
+		return len(v.Int64s)
+	case KindDouble:
+		return len(v.Doubles)
+	case KindString:
+		return len(v.Strings)
+	case KindBytes:
+		return len(v.Bytes)
+	}
+	return 0
+}
+
+// IsNull reports whether row i is NULL.
+func (v *Vector) IsNull(i int) bool {
+	b := i / 8
+	return b < len(v.Nulls) && v.Nulls[b]&(1<<(uint(i)%8)) != 0
+}
+
+// Value returns row i as a Go value (nil for NULL); for tests and printing,
+// not for the data path.
+func (v *Vector) Value(i int) any {
+	if v.IsNull(i) {
+		return nil
+	}
+	switch v.Kind {
+	case KindBool:
+		return v.Bools[i]
+	case KindInt32:
+		return v.Int32s[i]
+	case KindInt64:
+		return v.Int64s[i]
+	case KindDouble:
+		return v.Doubles[i]
+	case KindString:
+		return v.Strings[i]
+	case KindBytes:
+		return v.Bytes[i]
+	}
+	return nil
+}
+
+// Batch is one FetchResults answer in columnar form.
+type Batch struct {
+	StartRow int64 // index of the first row in the whole result
+	Rows     int
+	Columns  []Vector
+}
+
+// ServerError is an error status from HS2: a failed call or an operation in
+// ERROR_STATE. It keeps HS2's SQLSTATE, error code and message.
+type ServerError struct {
+	Server    string // host:port that answered
+	Call      string // Thrift method, e.g. "ExecuteStatement"
+	SQLState  string
+	ErrorCode int32
+	Message   string
+}
+
+func (e *ServerError) Error() string {
+	return fmt.Sprintf("hs2 %s %s: %s (SQLState %s, error code %d)", e.Server, e.Call, e.Message, e.SQLState, e.ErrorCode)
+}
+
+// TransportError is a failure to reach HS2 or to finish a call on the
+// connection (refused, reset, EOF, timeout, broken framing). The session it
+// happened on is unusable.
+type TransportError struct {
+	Server string
+	Call   string
+	Err    error
+}
+
+func (e *TransportError) Error() string {
+	return fmt.Sprintf("hs2 %s %s: transport: %v", e.Server, e.Call, e.Err)
+}
+
+func (e *TransportError) Unwrap() error { return e.Err }
