@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what the tests need when it is missing: Debian's ZooKeeper and etcd
+# (real servers for the integration tests), a JRE for ZooKeeper, and the Go
+# tools (buf, protoc plugins, grpcurl) into .tools/bin at pinned versions.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+[ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)
+command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
+[ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "install-deps: apt-get install ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# Debian starts the packaged services; the tests run their own on free ports.
+for svc in zookeeper etcd; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" || true
+  fi
+done
+
+# Pinned tool versions, one module per go install (they do not share a module).
+TOOLS=(
+  "google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12"
+  "google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2"
+  "github.com/bufbuild/buf/cmd/buf@v1.75.0"
+  "github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4"
+)
+BIN="$PWD/.tools/bin"
+mkdir -p "$BIN"
+for t in "${TOOLS[@]}"; do
+  name=$(basename "${t%@*}")
+  stamp="$BIN/.$name.version"
+  if [ -x "$BIN/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$t" ]; then continue; fi
+  echo "install-deps: go install $t"
+  GOBIN="$BIN" GOFLAGS=-buildvcs=false go install "$t"
+  echo "$t" > "$stamp"
+done
