@@ -67,6 +67,9 @@ type Options struct {
 	// CallTimeout bounds each Thrift call that has no earlier ctx deadline;
 	// it must exceed HS2's long-poll (5s). Default 30s.
 	CallTimeout time.Duration
+	// Clock paces Operation.Wait's back-off and HTTP cookie expiry; nil is
+	// the real clock.
+	Clock Clock
 }
 
 // SessionConfig is what makes sessions different; the pool keys on it.

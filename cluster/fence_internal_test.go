@@ -1,0 +1,153 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+
+	"github.com/hiveqd/hiveqd/hs2"
+	"github.com/hiveqd/hiveqd/internal/testenv"
+	"github.com/hiveqd/hiveqd/leaderelect"
+	"github.com/hiveqd/hiveqd/registry"
+	"github.com/hiveqd/hiveqd/routing"
+)
+
+// campaign wins the election at prefix with a fresh session.
+func campaign(t *testing.T, ctx context.Context, cli *clientv3.Client, prefix, id string) (*concurrency.Session, leaderelect.Term) {
+	t.Helper()
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	e := concurrency.NewElection(s, prefix)
+	if err := e.Campaign(ctx, `{"id":"`+id+`"}`); err != nil {
+		t.Fatal(err)
+	}
+	return s, leaderelect.Term{Key: e.Key(), Rev: e.Rev(), Lease: s.Lease()}
+}
+
+// A leader that lost its election key can never write a route, and a write
+// computed from a superseded epoch fails and reloads.
+func TestFencedWrites(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: e.Endpoints(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	cc := ConnectorConfig{Name: "hive", NewSelector: func() Selector { return nil }}
+	n, err := NewEtcd(EtcdConfig{Etcd: clientv3.Config{Endpoints: e.Endpoints()}, Cluster: "f", ReplicaID: "old",
+		Connectors: []ConnectorConfig{cc}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, termA := campaign(t, ctx, cli, n.keys.leader(), "old")
+	n.cli = cli
+	leaderA := &connLeader{n: n, cc: cc, lt: termA, key: n.keys.connector("hive"), wake: make(chan struct{}, 1)}
+	if !leaderA.load(ctx) {
+		t.Fatal("load")
+	}
+	ep1, ep2 := hs2.Endpoint{Host: "h1", Port: 1}, hs2.Endpoint{Host: "h2", Port: 2}
+	leaderA.onChoice(registry.Choice{Endpoint: &ep1, Reason: "first"})
+	if err := leaderA.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	read := func() routing.Route {
+		resp, err := cli.Get(ctx, leaderA.key)
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("get: %v %v", resp, err)
+		}
+		var r routing.Route
+		if err := json.Unmarshal(resp.Kvs[0].Value, &r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := read(); r.Epoch != 1 || *r.Endpoint != ep1 || r.ChosenBy != "old" {
+		t.Fatalf("published %+v", r)
+	}
+
+	// A loses its lease (say, partitioned past the TTL); B is elected.
+	if _, err := cli.Revoke(ctx, sa.Lease()); err != nil {
+		t.Fatal(err)
+	}
+	_, termB := campaign(t, ctx, cli, n.keys.leader(), "new")
+
+	// A, unaware, tries to publish: refused, nothing written.
+	leaderA.onChoice(registry.Choice{Endpoint: &ep2, Reason: "deposed"})
+	if err := leaderA.sync(ctx); !errors.Is(err, errDeposed) {
+		t.Fatalf("deposed leader's write: %v", err)
+	}
+	if r := read(); r.Epoch != 1 || *r.Endpoint != ep1 {
+		t.Fatalf("deposed leader changed the route: %+v", r)
+	}
+
+	// B writes from a stale view (it loaded before a concurrent write):
+	// the epoch check fails, B reloads and publishes on top of it.
+	nB, err := NewEtcd(EtcdConfig{Etcd: clientv3.Config{Endpoints: e.Endpoints()}, Cluster: "f", ReplicaID: "new",
+		Connectors: []ConnectorConfig{cc}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nB.cli = cli
+	leaderB := &connLeader{n: nB, cc: cc, lt: termB, key: leaderA.key, wake: make(chan struct{}, 1)}
+	if !leaderB.load(ctx) {
+		t.Fatal("load")
+	}
+	leaderB.mu.Lock()
+	leaderB.published, leaderB.modRev = nil, 0 // as if it read before epoch 1 existed
+	leaderB.mu.Unlock()
+	leaderB.onChoice(registry.Choice{Endpoint: &ep2, Reason: "b"})
+	if err := leaderB.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := read(); r.Epoch != 2 || *r.Endpoint != ep2 || r.ChosenBy != "new" {
+		t.Fatalf("after conflict: %+v", r)
+	}
+	// B adopting what is published changes nothing.
+	leaderB.onChoice(registry.Choice{Endpoint: &ep2, Reason: "same"})
+	if err := leaderB.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := read(); r.Epoch != 2 || r.Reason != "b" {
+		t.Fatalf("re-publishing the same server moved the epoch: %+v", r)
+	}
+}
+
+func TestNextRoute(t *testing.T) {
+	now := time.Unix(100, 0)
+	a, b := hs2.Endpoint{Host: "a", Port: 1}, hs2.Endpoint{Host: "b", Port: 1}
+	cur := &routing.Route{Connector: "c", Epoch: 4, Endpoint: &a, Reason: "x"}
+	if _, ok := nextRoute(cur, registry.Choice{Endpoint: &a, Reason: "y"}, "c", "me", 0, now); ok {
+		t.Fatal("same server republished")
+	}
+	r, ok := nextRoute(cur, registry.Choice{Endpoint: &b, Reason: "y", Drain: true}, "c", "me", 0, now)
+	if !ok || r.Epoch != 5 || *r.Endpoint != b || !r.Drain || r.ChosenBy != "me" || !r.ChosenAt.Equal(now) {
+		t.Fatalf("%+v", r)
+	}
+	r, _ = nextRoute(cur, registry.Choice{Reason: "none left"}, "c", "me", 9, now)
+	if r.Epoch != 10 || r.Endpoint != nil || r.Reason != "none left" || r.Drain {
+		t.Fatalf("floor/none: %+v", r)
+	}
+	none := &routing.Route{Connector: "c", Epoch: 2, Reason: "none left"}
+	if _, ok := nextRoute(none, registry.Choice{Reason: "none left"}, "c", "me", 0, now); ok {
+		t.Fatal("same no-server reason republished")
+	}
+	if r, ok := nextRoute(nil, registry.Choice{Endpoint: &a, Drain: true}, "c", "me", 0, now); !ok || r.Epoch != 1 || r.Drain {
+		t.Fatalf("first: %+v", r)
+	}
+	if !reportApplies(cur, 4, "a:1") || reportApplies(cur, 3, "a:1") || reportApplies(cur, 4, "b:1") || reportApplies(nil, 4, "a:1") {
+		t.Fatal("reportApplies")
+	}
+}

@@ -1,0 +1,438 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/hiveqd/hiveqd/hs2"
+	"github.com/hiveqd/hiveqd/leaderelect"
+	"github.com/hiveqd/hiveqd/registry"
+	"github.com/hiveqd/hiveqd/routing"
+)
+
+// errDeposed ends a term whose fenced write found another leader.
+var errDeposed = errors.New("deposed: the election key is no longer ours")
+
+// errConflict is a fenced write that lost to a newer publication.
+var errConflict = errors.New("published route changed concurrently")
+
+// term is this replica's work while it leads.
+type term struct {
+	lt    leaderelect.Term
+	conns map[string]*connLeader
+}
+
+// lead is one leadership term: choose and publish every connector, and act
+// on failure reports, until ctx ends or a write finds us deposed. It
+// returns only when all of it (selectors included) has stopped.
+func (n *Node) lead(ctx context.Context, lt leaderelect.Term) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	t := &term{lt: lt, conns: map[string]*connLeader{}}
+	for _, cc := range n.cfg.Connectors {
+		t.conns[cc.Name] = &connLeader{
+			n: n, cc: cc, lt: lt,
+			key:  n.keys.connector(cc.Name),
+			wake: make(chan struct{}, 1),
+		}
+	}
+	n.mu.Lock()
+	n.term = t
+	n.changed.notify()
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		n.term = nil
+		n.changed.notify()
+		n.mu.Unlock()
+	}()
+
+	var wg sync.WaitGroup
+	for _, c := range t.conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.run(ctx); err != nil {
+				cancel(err)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n.watchReports(ctx, t)
+	}()
+	wg.Wait()
+	if err := context.Cause(ctx); errors.Is(err, errDeposed) {
+		return err
+	}
+	return nil
+}
+
+// connLeader chooses and publishes one connector during one term.
+type connLeader struct {
+	n   *Node
+	cc  ConnectorConfig
+	lt  leaderelect.Term
+	key string
+
+	wake chan struct{}
+
+	mu        sync.Mutex
+	loaded    bool
+	published *routing.Route // as in etcd; nil when absent
+	modRev    int64          // the key's ModRevision as last seen (0: absent)
+	sel       Selector
+	want      *registry.Choice // latest choice not yet published
+	wantSeq   uint64
+	cands     []registry.CandidateHealth
+	candsDue  bool
+}
+
+func (c *connLeader) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *connLeader) run(ctx context.Context) error {
+	if !c.load(ctx) {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	selDone := make(chan struct{})
+	defer func() { <-selDone }()
+	defer cancel()
+	go func() {
+		defer close(selDone)
+		c.runSelector(ctx)
+	}()
+
+	tick := time.NewTicker(c.n.cfg.CandidatesInterval)
+	defer tick.Stop()
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.wake:
+		case <-retry:
+		case <-tick.C:
+			c.mu.Lock()
+			if c.sel != nil {
+				c.cands, c.candsDue = c.sel.Snapshot(), true
+			}
+			c.mu.Unlock()
+		}
+		retry = nil
+		if err := c.sync(ctx); err != nil {
+			if errors.Is(err, errDeposed) {
+				c.n.log.Warn("cluster: deposed while publishing", "connector", c.cc.Name)
+				return err
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			c.n.log.Warn("cluster: publish failed; retrying", "connector", c.cc.Name, "err", err)
+			retry = time.After(c.n.cfg.Backoff)
+		}
+	}
+}
+
+// load reads the published route; false when ctx ended first.
+func (c *connLeader) load(ctx context.Context) bool {
+	for {
+		gctx, cancel := context.WithTimeout(ctx, c.n.cfg.RequestTimeout)
+		resp, err := c.n.etcd().Get(gctx, c.key)
+		cancel()
+		if err == nil {
+			c.mu.Lock()
+			c.setPublishedLocked(resp.Kvs)
+			c.loaded = true
+			c.mu.Unlock()
+			return true
+		}
+		if !sleep(ctx, c.n.cfg.Backoff) {
+			return false
+		}
+	}
+}
+
+func (c *connLeader) setPublishedLocked(kvs []*mvccpb.KeyValue) {
+	c.published, c.modRev = nil, 0
+	if len(kvs) == 0 {
+		return
+	}
+	c.modRev = kvs[0].ModRevision
+	if r, ok := c.n.parseRoute(c.cc.Name, kvs[0].Value); ok {
+		c.published = &r
+	}
+}
+
+// runSelector runs selectors until ctx ends, starting each from the
+// published server so that a new leader keeps it unless it is unhealthy.
+func (c *connLeader) runSelector(ctx context.Context) {
+	for ctx.Err() == nil {
+		sel := c.cc.NewSelector()
+		c.mu.Lock()
+		c.sel = sel
+		var initial *hs2.Endpoint
+		if c.published != nil && c.published.Endpoint != nil {
+			ep := *c.published.Endpoint
+			initial = &ep
+		}
+		c.mu.Unlock()
+		err := sel.Run(ctx, initial, c.onChoice)
+		if ctx.Err() != nil {
+			return
+		}
+		c.n.log.Error("cluster: selector stopped; restarting", "connector", c.cc.Name, "err", err)
+		sleep(ctx, c.n.cfg.Backoff)
+	}
+}
+
+// onChoice is the selector's publish: it records the latest choice and
+// returns at once, so etcd trouble never blocks the selector.
+func (c *connLeader) onChoice(ch registry.Choice) {
+	c.mu.Lock()
+	c.want = &ch
+	c.wantSeq++
+	c.cands, c.candsDue = ch.Candidates, true
+	c.mu.Unlock()
+	c.signal()
+}
+
+// sync publishes the latest choice and candidate health.
+func (c *connLeader) sync(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		c.mu.Lock()
+		want, seq := c.want, c.wantSeq
+		var route routing.Route
+		changed := false
+		if want != nil {
+			floor := uint64(0)
+			if cur, _ := c.n.table.Get(c.cc.Name); cur != nil {
+				// Never publish below what replicas already hold, even
+				// if etcd lost the key.
+				floor = cur.Epoch
+			}
+			route, changed = nextRoute(c.published, *want, c.cc.Name, c.n.cfg.ReplicaID, floor, c.n.cfg.Now())
+		}
+		cands, candsDue := c.cands, c.candsDue
+		modRev := c.modRev
+		c.mu.Unlock()
+
+		if !changed && !candsDue {
+			c.clearWant(seq)
+			return nil
+		}
+		var ops []clientv3.Op
+		var cmps = []clientv3.Cmp{c.lt.Fence()}
+		if changed {
+			v, err := json.Marshal(route)
+			if err != nil {
+				return err
+			}
+			// "Epoch = previous": the key must still be the revision we
+			// computed the next epoch from.
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(c.key), "=", modRev))
+			ops = append(ops, clientv3.OpPut(c.key, string(v)))
+		}
+		if candsDue {
+			v, err := json.Marshal(candidatesDoc{Leader: c.n.cfg.ReplicaID, Updated: c.n.cfg.Now().UTC(), Candidates: cands})
+			if err != nil {
+				return err
+			}
+			ops = append(ops, clientv3.OpPut(c.n.keys.candidates(c.cc.Name), string(v)))
+		}
+		rev, err := c.write(ctx, cmps, ops)
+		if errors.Is(err, errConflict) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		if changed {
+			r := route
+			c.published, c.modRev = &r, rev
+			if c.wantSeq == seq {
+				c.want = nil
+			}
+		} else if c.wantSeq == seq {
+			c.want = nil
+		}
+		c.candsDue = false
+		c.mu.Unlock()
+		if changed {
+			c.n.log.Info("cluster: published", "connector", c.cc.Name, "epoch", route.Epoch,
+				"server", endpointString(route.Endpoint), "reason", route.Reason, "drain", route.Drain)
+		}
+		return nil
+	}
+}
+
+func (c *connLeader) clearWant(seq uint64) {
+	c.mu.Lock()
+	if c.wantSeq == seq {
+		c.want = nil
+	}
+	c.mu.Unlock()
+}
+
+// write commits ops if this term still leads and cmps hold. It returns the
+// new revision, errDeposed if the election key is no longer ours, or
+// errConflict (after reloading the route) if the route moved underneath.
+func (c *connLeader) write(ctx context.Context, cmps []clientv3.Cmp, ops []clientv3.Op) (int64, error) {
+	tctx, cancel := context.WithTimeout(ctx, c.n.cfg.RequestTimeout)
+	defer cancel()
+	resp, err := c.n.etcd().Txn(tctx).If(cmps...).Then(ops...).
+		Else(clientv3.OpGet(c.lt.Key), clientv3.OpGet(c.key)).Commit()
+	if err != nil {
+		return 0, err
+	}
+	if resp.Succeeded {
+		return resp.Header.Revision, nil
+	}
+	lk := resp.Responses[0].GetResponseRange().Kvs
+	if len(lk) == 0 || lk[0].CreateRevision != c.lt.Rev {
+		return 0, errDeposed
+	}
+	c.mu.Lock()
+	c.setPublishedLocked(resp.Responses[1].GetResponseRange().Kvs)
+	c.mu.Unlock()
+	return 0, errConflict
+}
+
+// report passes a failure report to the selector if it concerns the
+// published route.
+func (c *connLeader) report(d reportDoc, from string) {
+	c.mu.Lock()
+	pub, sel := c.published, c.sel
+	c.mu.Unlock()
+	if sel == nil || !reportApplies(pub, d.Epoch, d.Server) {
+		c.n.log.Debug("cluster: ignoring stale failure report", "connector", c.cc.Name, "from", from,
+			"epoch", d.Epoch, "server", d.Server)
+		return
+	}
+	c.n.log.Info("cluster: failure report", "connector", c.cc.Name, "from", from, "epoch", d.Epoch,
+		"server", d.Server, "error", d.Error)
+	sel.Report(d.Server)
+}
+
+// watchReports feeds failure reports to the connectors' selectors.
+func (n *Node) watchReports(ctx context.Context, t *term) {
+	seen := map[string]int64{} // key -> ModRevision handled
+	handle := func(key string, value []byte, modRev int64) {
+		if seen[key] == modRev {
+			return
+		}
+		seen[key] = modRev
+		rest := strings.TrimPrefix(key, n.keys.reports())
+		conn, from, ok := strings.Cut(rest, "/")
+		c := t.conns[conn]
+		if !ok || c == nil {
+			return
+		}
+		var d reportDoc
+		if err := json.Unmarshal(value, &d); err != nil {
+			return
+		}
+		c.report(d, from)
+	}
+	for ctx.Err() == nil {
+		cli := n.etcd()
+		gctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+		resp, err := cli.Get(gctx, n.keys.reports(), clientv3.WithPrefix())
+		cancel()
+		if err != nil {
+			sleep(ctx, n.cfg.Backoff)
+			continue
+		}
+		for _, kv := range resp.Kvs {
+			handle(string(kv.Key), kv.Value, kv.ModRevision)
+		}
+		wctx, wcancel := context.WithCancel(ctx)
+		wch := cli.Watch(clientv3.WithRequireLeader(wctx), n.keys.reports(), clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+		resync := time.After(n.cfg.ResyncInterval)
+	watch:
+		for {
+			var wr clientv3.WatchResponse
+			var ok bool
+			select {
+			case wr, ok = <-wch:
+			case <-resync:
+				break watch
+			}
+			if !ok || wr.Err() != nil {
+				break watch
+			}
+			for _, ev := range wr.Events {
+				if ev.Type == clientv3.EventTypePut {
+					handle(string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision)
+				} else {
+					delete(seen, string(ev.Kv.Key))
+				}
+			}
+		}
+		wcancel()
+	}
+}
+
+// Failover asks the leader's selector to move connector off its server and
+// waits for the new route. On a follower it returns a *NotLeaderError.
+func (n *Node) Failover(ctx context.Context, connector string, expectedEpoch uint64, reason string) (routing.Route, error) {
+	if _, ok := n.conns[connector]; !ok {
+		return routing.Route{}, fmt.Errorf("connector %q: %w", connector, routing.ErrUnknownConnector)
+	}
+	n.mu.Lock()
+	t := n.term
+	l, ok := n.leaderLocked()
+	n.mu.Unlock()
+	if t == nil {
+		e := &NotLeaderError{}
+		if ok && l.ID != n.cfg.ReplicaID {
+			e.LeaderID, e.LeaderAddr = l.ID, l.Addr
+		}
+		return routing.Route{}, e
+	}
+	c := t.conns[connector]
+	c.mu.Lock()
+	loaded, pub, sel := c.loaded, c.published, c.sel
+	c.mu.Unlock()
+	if !loaded || sel == nil {
+		return routing.Route{}, fmt.Errorf("connector %q: leader is still starting; retry", connector)
+	}
+	var cur uint64
+	if pub != nil {
+		cur = pub.Epoch
+	}
+	if expectedEpoch != 0 && expectedEpoch != cur {
+		return routing.Route{}, &EpochMismatchError{Connector: connector, Expected: expectedEpoch, Current: cur}
+	}
+	if err := sel.Failover(reason); err != nil {
+		return routing.Route{}, fmt.Errorf("connector %q: failover: %w", connector, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.cfg.FailoverTimeout)
+		defer cancel()
+	}
+	return waitRoute(ctx, n.table, connector, cur)
+}
+
+func endpointString(e *hs2.Endpoint) string {
+	if e == nil {
+		return "none"
+	}
+	return e.String()
+}

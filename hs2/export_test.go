@@ -1,0 +1,4 @@
+package hs2
+
+// SelfSignedTLS is testTLS for the external integration tests.
+var SelfSignedTLS = testTLS

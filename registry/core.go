@@ -1,0 +1,487 @@
+package registry
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hiveqd/hiveqd/hs2"
+)
+
+// Policies for choosing a new server.
+const (
+	PolicyOldest = "oldest" // lowest registration sequence first, as Hue does
+	PolicyRandom = "random" // uniformly among verified servers
+)
+
+const (
+	// maxParallelProbes bounds how many candidates are verified at once
+	// while looking for a new server.
+	maxParallelProbes = 3
+	// discoveryGrace is how long a selector with no server waits for a
+	// first discovery answer before publishing "none" with the reason.
+	discoveryGrace = 10 * time.Second
+	// maxReportGap is the most a reported server's probe waits after the
+	// previous probe started.
+	maxReportGap = 50 * time.Millisecond
+)
+
+// health is what the selector knows about one registered endpoint.
+type health struct {
+	cand      Candidate // the oldest registration of this endpoint
+	nodes     map[string]bool
+	fails     int // consecutive failed probes
+	okAt      time.Time
+	lastProbe time.Time
+	lastErr   string
+	downUntil time.Time
+	inflight  bool
+	lastStart time.Time
+	nextProbe time.Time // when the current server is probed next
+}
+
+func (h *health) down(now time.Time) bool { return now.Before(h.downUntil) }
+
+type failoverReq struct {
+	reason string
+	reply  chan error // buffered
+}
+
+// core is the selector's decision logic: pure state, driven by Run (or a
+// test) with explicit times, so every transition is table-testable.
+type core struct {
+	policy    string
+	interval  time.Duration
+	timeout   time.Duration
+	cooldown  time.Duration
+	threshold int
+	fresh     time.Duration // how old a successful probe may be to switch to it
+	intn      func(int) int
+
+	started  time.Time
+	synced   bool
+	status   Status
+	order    []hs2.Endpoint // registered endpoints, oldest registration first
+	hs       map[hs2.Endpoint]*health
+	current  *hs2.Endpoint
+	lastPub  *Choice
+	failover *failoverReq
+	events   []string // log lines for the driver
+}
+
+func newCore(cfg SelectorConfig, initial *hs2.Endpoint, now time.Time) *core {
+	c := &core{
+		policy:    cfg.Policy,
+		interval:  cfg.ProbeInterval,
+		timeout:   cfg.ProbeTimeout,
+		cooldown:  cfg.Cooldown,
+		threshold: cfg.FailThreshold,
+		intn:      rand.IntN,
+		started:   now,
+		hs:        map[hs2.Endpoint]*health{},
+	}
+	c.fresh = time.Duration(c.threshold)*c.interval + c.timeout
+	if initial != nil {
+		ep := *initial
+		c.current = &ep
+	}
+	return c
+}
+
+func (c *core) logf(format string, args ...any) {
+	c.events = append(c.events, fmt.Sprintf(format, args...))
+}
+
+// setCandidates installs discovery's latest list.
+func (c *core) setCandidates(list []Candidate, st Status, now time.Time) {
+	c.synced = true
+	c.status = st
+	sorted := append([]Candidate(nil), list...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		if sorted[i].Seq != sorted[j].Seq {
+			return sorted[i].Seq < sorted[j].Seq
+		}
+		return sorted[i].Node < sorted[j].Node
+	})
+	hs := make(map[hs2.Endpoint]*health, len(sorted))
+	prev := map[hs2.Endpoint]map[string]bool{}
+	var order []hs2.Endpoint
+	for _, cand := range sorted {
+		ep := cand.Endpoint
+		h, seen := hs[ep]
+		old := c.hs[ep]
+		if !seen {
+			h = &health{}
+			if old != nil {
+				*h = *old
+				prev[ep] = old.nodes
+			}
+			h.nodes = map[string]bool{}
+			h.cand = cand
+			h.cand.Data = maps.Clone(cand.Data)
+			hs[ep] = h
+			order = append(order, ep)
+		} else if cand.Active {
+			h.cand.Active = true
+		}
+		h.nodes[cand.Node] = true
+		if old != nil && !prev[ep][cand.Node] && (h.down(now) || h.fails > 0) {
+			// A new registration of a failed endpoint is a restarted
+			// server: give it a fresh chance.
+			h.downUntil, h.fails, h.okAt = time.Time{}, 0, time.Time{}
+			c.logf("%s registered again (%s): cooldown cleared", ep, cand.Node)
+		}
+	}
+	c.hs, c.order = hs, order
+}
+
+// probeStarted marks ep as being probed.
+func (c *core) probeStarted(ep hs2.Endpoint, now time.Time) {
+	if h := c.hs[ep]; h != nil {
+		h.inflight = true
+		h.lastStart = now
+	}
+}
+
+// probeDone records a probe's outcome.
+func (c *core) probeDone(ep hs2.Endpoint, err error, now time.Time) {
+	h := c.hs[ep]
+	if h == nil {
+		return // deregistered meanwhile
+	}
+	h.inflight = false
+	h.lastProbe = now
+	isCurrent := c.current != nil && *c.current == ep
+	if isCurrent {
+		h.nextProbe = h.lastStart.Add(c.interval)
+	}
+	if err == nil {
+		if h.fails > 0 && isCurrent {
+			c.logf("%s answers again after %d failed probe(s)", ep, h.fails)
+		}
+		h.fails, h.okAt, h.lastErr = 0, now, ""
+		return
+	}
+	h.fails++
+	h.lastErr = err.Error()
+	if !isCurrent || h.fails >= c.threshold {
+		h.downUntil = now.Add(c.cooldown)
+		c.logf("%s failed health check (%d in a row), down until %s: %v", ep, h.fails, h.downUntil.Format(time.RFC3339Nano), err)
+	} else {
+		c.logf("%s failed health check (%d of %d): %v", ep, h.fails, c.threshold, err)
+	}
+}
+
+// report asks for the current server to be probed now, because a replica
+// saw transport errors on it; repeated reports coalesce.
+func (c *core) report(server string, now time.Time) {
+	if c.current == nil || (c.current.Addr() != server && c.current.String() != server) {
+		return
+	}
+	h := c.hs[*c.current]
+	if h == nil {
+		return
+	}
+	// However many reports come in, probes stay a little apart.
+	at := h.lastStart.Add(min(c.interval/4, maxReportGap))
+	if at.Before(now) {
+		at = now
+	}
+	if at.Before(h.nextProbe) {
+		h.nextProbe = at
+	}
+}
+
+// requestFailover starts a manual failover away from the current server.
+func (c *core) requestFailover(req *failoverReq) {
+	switch {
+	case c.current == nil:
+		req.reply <- fmt.Errorf("registry: no current HiveServer2 to fail over from")
+	case c.failover != nil:
+		req.reply <- fmt.Errorf("registry: a failover is already in progress")
+	default:
+		c.failover = req
+	}
+}
+
+// verified says ep answered a probe recently enough to switch to it.
+func (c *core) verified(h *health, now time.Time) bool {
+	return h.fails == 0 && !h.okAt.IsZero() && now.Sub(h.okAt) <= c.fresh && !h.down(now)
+}
+
+// eligible lists active, registered endpoints not held down, in policy
+// order (registration order; shuffled for random).
+func (c *core) eligible(now time.Time, exclude *hs2.Endpoint) []hs2.Endpoint {
+	var out []hs2.Endpoint
+	for _, ep := range c.order {
+		h := c.hs[ep]
+		if !h.cand.Active || h.down(now) || (exclude != nil && ep == *exclude) {
+			continue
+		}
+		out = append(out, ep)
+	}
+	return out
+}
+
+// step decides: which probes to start, what to publish (nil: nothing), and
+// when to be called again at the latest (zero: only on an event).
+func (c *core) step(now time.Time) (probes []hs2.Endpoint, pub *Choice, wake time.Time) {
+	if !c.synced {
+		if c.current == nil && c.lastPub == nil {
+			if now.Sub(c.started) >= discoveryGrace {
+				reason := "no HiveServer2 known: discovery has not answered"
+				if c.status.Err != "" {
+					reason += ": " + c.status.Err
+				}
+				return nil, c.publish(nil, reason, false, now), time.Time{}
+			}
+			return nil, nil, c.started.Add(discoveryGrace)
+		}
+		return nil, nil, time.Time{}
+	}
+
+	var why string
+	drain, need := false, false
+	var exclude *hs2.Endpoint // set for a manual failover
+	if cur := c.current; cur != nil {
+		h := c.hs[*cur]
+		switch {
+		case h == nil:
+			need, drain = true, true
+			why = fmt.Sprintf("%s is no longer registered (draining)", cur)
+		case !h.cand.Active:
+			need = true
+			why = fmt.Sprintf("%s is no longer the active HiveServer2 (passive)", cur)
+		case h.down(now):
+			need = true
+			why = fmt.Sprintf("%s failed %d health checks in a row: %s", cur, h.fails, h.lastErr)
+		case c.failover != nil:
+			need, drain = true, true
+			exclude = cur
+			why = fmt.Sprintf("manual failover from %s: %s", cur, c.failover.reason)
+		}
+		if !need {
+			if !h.inflight && !now.Before(h.nextProbe) {
+				probes = append(probes, *cur)
+				wake = time.Time{}
+			} else if !h.inflight {
+				wake = h.nextProbe
+			}
+			if h.fails > 0 {
+				// Suspect: verify the next server now, so a failover does
+				// not wait for it.
+				if alts := c.eligible(now, cur); len(alts) > 0 {
+					a := c.hs[alts[0]]
+					if !a.inflight && !c.verified(a, now) {
+						probes = append(probes, alts[0])
+					}
+				}
+			}
+			return probes, nil, wake
+		}
+	}
+
+	// Look for a server, verifying candidates before switching to them.
+	elig := c.eligible(now, c.current)
+	var chosen *hs2.Endpoint
+	pending := 0
+	for _, ep := range elig {
+		if c.hs[ep].inflight {
+			pending++
+		}
+	}
+	if c.policy == PolicyRandom {
+		var ok []hs2.Endpoint
+		for _, ep := range elig {
+			if c.verified(c.hs[ep], now) {
+				ok = append(ok, ep)
+			}
+		}
+		if len(ok) > 0 {
+			ep := ok[c.intn(len(ok))]
+			chosen = &ep
+		}
+	} else if len(elig) > 0 && c.verified(c.hs[elig[0]], now) {
+		// Strictly oldest first: while an older candidate is unverified, wait.
+		ep := elig[0]
+		chosen = &ep
+	}
+	if chosen == nil {
+		for _, ep := range elig {
+			h := c.hs[ep]
+			if pending >= maxParallelProbes {
+				break
+			}
+			if !h.inflight && !c.verified(h, now) {
+				probes = append(probes, ep)
+				pending++
+			}
+		}
+	}
+
+	if chosen != nil {
+		h := c.hs[*chosen]
+		h.nextProbe = h.okAt.Add(c.interval)
+		desc := fmt.Sprintf("chose %s (%s)", chosen, c.describe(h, len(elig)))
+		if why != "" {
+			desc = why + "; " + desc
+		}
+		if c.failover != nil {
+			if old := c.current; old != nil {
+				if oh := c.hs[*old]; oh != nil && exclude != nil {
+					oh.downUntil = now.Add(c.cooldown)
+				}
+			}
+			c.failover.reply <- nil
+			c.failover = nil
+		}
+		ep := *chosen
+		c.current = &ep
+		return probes, c.publish(&ep, desc, drain, now), minTime(h.nextProbe, c.nextCooldownEnd(now))
+	}
+	if pending > 0 {
+		return probes, nil, c.nextCooldownEnd(now)
+	}
+
+	// Nothing to switch to.
+	if c.failover != nil {
+		c.failover.reply <- fmt.Errorf("registry: no other healthy HiveServer2 to fail over to: %s", c.unavailable(now, c.current))
+		c.failover = nil
+		if exclude != nil {
+			return c.step(now) // the current server is fine: it stays
+		}
+	}
+	reason := c.unavailable(now, nil)
+	if why != "" {
+		reason = why + "; " + reason
+	}
+	c.current = nil
+	if c.lastPub != nil && c.lastPub.Endpoint == nil && c.lastPub.Reason == reason {
+		return nil, nil, c.nextCooldownEnd(now)
+	}
+	return nil, c.publish(nil, reason, drain, now), c.nextCooldownEnd(now)
+}
+
+func (c *core) describe(h *health, n int) string {
+	if c.policy == PolicyRandom {
+		return fmt.Sprintf("random policy, %d eligible", n)
+	}
+	return fmt.Sprintf("oldest registration, sequence %d", h.cand.Seq)
+}
+
+// unavailable says why no server can be chosen.
+func (c *core) unavailable(now time.Time, exclude *hs2.Endpoint) string {
+	src := c.status.Source
+	if src == "" {
+		src = "the registry"
+	}
+	var suffix []string
+	if c.status.Skipped > 0 {
+		s := fmt.Sprintf("%d registration(s) skipped as malformed or unreadable", c.status.Skipped)
+		if len(c.status.Problems) > 0 {
+			s += ": " + strings.Join(firstN(c.status.Problems, 3), "; ")
+		}
+		suffix = append(suffix, s)
+	}
+	if c.status.Err != "" {
+		suffix = append(suffix, c.status.Err)
+	}
+	tail := ""
+	if len(suffix) > 0 {
+		tail = " (" + strings.Join(suffix, "; ") + ")"
+	}
+	var active, passive []*health
+	for _, ep := range c.order {
+		if exclude != nil && ep == *exclude {
+			continue
+		}
+		h := c.hs[ep]
+		if h.cand.Active {
+			active = append(active, h)
+		} else {
+			passive = append(passive, h)
+		}
+	}
+	other := ""
+	if exclude != nil {
+		other = " other"
+	}
+	switch {
+	case len(active) == 0 && len(passive) == 0:
+		return fmt.Sprintf("no%s HiveServer2 registered under %s%s", other, src, tail)
+	case len(active) == 0:
+		return fmt.Sprintf("no%s active HiveServer2 under %s: %d passive instance(s)%s", other, src, len(passive), tail)
+	}
+	var errs []string
+	for _, h := range active {
+		e := h.lastErr
+		if e == "" {
+			e = "not probed yet"
+		}
+		errs = append(errs, fmt.Sprintf("%s: %s", h.cand.Endpoint, e))
+	}
+	return fmt.Sprintf("all %d%s registered HiveServer2 failed health checks: %s%s", len(active), other, strings.Join(errs, "; "), tail)
+}
+
+func (c *core) publish(ep *hs2.Endpoint, reason string, drain bool, now time.Time) *Choice {
+	ch := &Choice{Reason: reason, Drain: drain, Candidates: c.snapshot(now)}
+	if ep != nil {
+		e := *ep
+		ch.Endpoint = &e
+	}
+	c.lastPub = ch
+	return ch
+}
+
+// nextCooldownEnd is the earliest time a held-down active server becomes
+// eligible again (zero if none is held down).
+func (c *core) nextCooldownEnd(now time.Time) time.Time {
+	var t time.Time
+	for _, ep := range c.order {
+		h := c.hs[ep]
+		if h.cand.Active && h.down(now) {
+			t = minTime(t, h.downUntil)
+		}
+	}
+	return t
+}
+
+func (c *core) snapshot(now time.Time) []CandidateHealth {
+	out := make([]CandidateHealth, 0, len(c.order))
+	for _, ep := range c.order {
+		h := c.hs[ep]
+		cand := h.cand
+		cand.Data = maps.Clone(cand.Data)
+		out = append(out, CandidateHealth{
+			Candidate: cand,
+			Healthy:   h.fails == 0 && !h.okAt.IsZero() && !h.down(now),
+			LastError: h.lastErr,
+			LastProbe: h.lastProbe,
+			DownUntil: h.downUntil,
+		})
+	}
+	return out
+}
+
+// minTime is the earlier of two times, zero meaning "none".
+func minTime(a, b time.Time) time.Time {
+	switch {
+	case a.IsZero():
+		return b
+	case b.IsZero():
+		return a
+	case b.Before(a):
+		return b
+	}
+	return a
+}
+
+func firstN(s []string, n int) []string {
+	if len(s) > n {
+		return append(append([]string(nil), s[:n]...), fmt.Sprintf("and %d more", len(s)-n))
+	}
+	return s
+}

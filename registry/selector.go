@@ -1,0 +1,324 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hiveqd/hiveqd/hs2"
+)
+
+// Clock is the selector's time source (the same shape as hs2.Clock); tests
+// inject a fake one. Probe timeouts are real time: they bound real I/O.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Choice is the selector's decision for a connector.
+type Choice struct {
+	Endpoint *hs2.Endpoint // nil: no HiveServer2 available
+	// Reason says why this server was chosen, or why none is available.
+	Reason string
+	// Drain is set when the previous server is draining (deregistered, or
+	// left by a manual failover): its running queries may finish.
+	Drain      bool
+	Candidates []CandidateHealth
+}
+
+// CandidateHealth is a registered server as the selector sees it.
+type CandidateHealth struct {
+	Candidate
+	Healthy   bool   // the last probe succeeded
+	LastError string // of the last failed probe, until one succeeds
+	LastProbe time.Time
+	DownUntil time.Time // held down (not chosen) until then
+}
+
+// SelectorConfig configures a Selector. Zero durations take the defaults,
+// which replace a crashed HS2 in about a second.
+type SelectorConfig struct {
+	Connector string
+	Discovery Discovery
+	Prober    Prober
+	Policy    string // PolicyOldest (default) or PolicyRandom
+	// ProbeInterval is how often the current server is probed (200ms).
+	ProbeInterval time.Duration
+	ProbeTimeout  time.Duration // per probe (500ms)
+	// Cooldown holds a failed server down before it may be chosen again (5s).
+	Cooldown time.Duration
+	// FailThreshold consecutive failed probes fail the current server over (2).
+	FailThreshold int
+	Clock         Clock
+	Logger        *slog.Logger
+}
+
+// Defaults of SelectorConfig.
+const (
+	DefaultProbeInterval = 200 * time.Millisecond
+	DefaultProbeTimeout  = 500 * time.Millisecond
+	DefaultCooldown      = 5 * time.Second
+	DefaultFailThreshold = 2
+)
+
+// ErrNotRunning is returned by Failover when the selector is not running.
+var ErrNotRunning = errors.New("registry: selector is not running")
+
+// Selector chooses one connector's HiveServer2 and keeps the choice healthy.
+type Selector struct {
+	cfg SelectorConfig
+	log *slog.Logger
+
+	mu      sync.Mutex
+	runDone chan struct{} // closed when Run returns; nil before
+	snap    []CandidateHealth
+	reports map[string]bool
+
+	reportC   chan struct{}
+	failoverC chan *failoverReq
+}
+
+// NewSelector returns a selector; Run starts it.
+func NewSelector(cfg SelectorConfig) *Selector {
+	if cfg.Policy == "" {
+		cfg.Policy = PolicyOldest
+	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = DefaultProbeInterval
+	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = DefaultProbeTimeout
+	}
+	if cfg.Cooldown <= 0 {
+		cfg.Cooldown = DefaultCooldown
+	}
+	if cfg.FailThreshold <= 0 {
+		cfg.FailThreshold = DefaultFailThreshold
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Selector{
+		cfg:       cfg,
+		log:       log.With("component", "registry", "connector", cfg.Connector),
+		reports:   map[string]bool{},
+		reportC:   make(chan struct{}, 1),
+		failoverC: make(chan *failoverReq),
+	}
+}
+
+type probeResult struct {
+	ep  hs2.Endpoint
+	err error
+}
+
+// Run discovers and probes until ctx ends, calling publish (from this
+// goroutine only) every time the choice changes: a different server, none,
+// or draining. initial is the currently published server: it is kept unless
+// it is not registered or turns out unhealthy, so a new leader adopting the
+// choice never moves traffic by itself. Run returns nil when ctx ends, or
+// the discovery's configuration error.
+func (s *Selector) Run(ctx context.Context, initial *hs2.Endpoint, publish func(Choice)) error {
+	switch s.cfg.Policy {
+	case PolicyOldest, PolicyRandom:
+	default:
+		return fmt.Errorf("registry: unknown selection policy %q", s.cfg.Policy)
+	}
+	if s.cfg.Discovery == nil || s.cfg.Prober == nil {
+		return errors.New("registry: selector needs a Discovery and a Prober")
+	}
+	done := make(chan struct{})
+	s.mu.Lock()
+	if s.runDone != nil {
+		select {
+		case <-s.runDone:
+		default:
+			s.mu.Unlock()
+			return errors.New("registry: selector is already running")
+		}
+	}
+	s.runDone = done
+	s.mu.Unlock()
+	defer close(done)
+
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+		if c, ok := s.cfg.Prober.(interface{ CloseIdle() }); ok {
+			c.CloseIdle()
+		}
+	}()
+
+	clock := s.cfg.Clock
+	c := newCore(s.cfg, initial, clock.Now())
+	if initial != nil {
+		s.log.Info("adopting the published HiveServer2", "server", initial.String())
+	}
+
+	// Discovery: the latest list wins; the loop reads it when notified.
+	var (
+		updMu   sync.Mutex
+		updList []Candidate
+		updHave bool
+	)
+	updC := make(chan struct{}, 1)
+	discErrC := make(chan error, 1)
+	discErr := (<-chan error)(discErrC)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		discErrC <- s.cfg.Discovery.Run(ctx, func(list []Candidate) {
+			updMu.Lock()
+			updList, updHave = list, true
+			updMu.Unlock()
+			select {
+			case updC <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	status := func() Status {
+		if r, ok := s.cfg.Discovery.(StatusReporter); ok {
+			return r.Status()
+		}
+		return Status{}
+	}
+
+	results := make(chan probeResult, maxParallelProbes+2)
+	for {
+		now := clock.Now()
+		c.status = status()
+		probes, pub, wake := c.step(now)
+		for _, line := range c.events {
+			s.log.Info(line)
+		}
+		c.events = c.events[:0]
+		for _, ep := range probes {
+			c.probeStarted(ep, now)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pctx, pcancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
+				err := s.cfg.Prober.Probe(pctx, ep)
+				if err != nil && pctx.Err() != nil && ctx.Err() == nil {
+					err = fmt.Errorf("no answer within %v: %w", s.cfg.ProbeTimeout, err)
+				}
+				pcancel()
+				select {
+				case results <- probeResult{ep, err}:
+				case <-ctx.Done():
+				}
+			}()
+		}
+		s.setSnapshot(c.snapshot(now))
+		if pub != nil {
+			if pub.Endpoint != nil {
+				s.log.Info("hiveserver2 chosen", "server", pub.Endpoint.String(), "drain", pub.Drain, "reason", pub.Reason)
+			} else {
+				s.log.Warn("no hiveserver2 available", "drain", pub.Drain, "reason", pub.Reason)
+			}
+			publish(*pub)
+		}
+		var timer <-chan time.Time
+		if !wake.IsZero() {
+			timer = clock.After(max(wake.Sub(now), 0))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-discErr:
+			if err != nil {
+				s.log.Error("discovery failed", "err", err)
+				return err
+			}
+			discErr = nil // returned early without error: keep the last list
+		case <-updC:
+			updMu.Lock()
+			list, ok := updList, updHave
+			updMu.Unlock()
+			if ok {
+				c.setCandidates(list, status(), clock.Now())
+			}
+		case r := <-results:
+			c.probeDone(r.ep, r.err, clock.Now())
+		case <-s.reportC:
+			s.mu.Lock()
+			reps := s.reports
+			s.reports = map[string]bool{}
+			s.mu.Unlock()
+			for srv := range reps {
+				c.report(srv, clock.Now())
+			}
+		case req := <-s.failoverC:
+			c.requestFailover(req)
+		case <-timer:
+		}
+	}
+}
+
+func (s *Selector) setSnapshot(snap []CandidateHealth) {
+	s.mu.Lock()
+	s.snap = snap
+	s.mu.Unlock()
+}
+
+// Snapshot returns every registered server's health as of the last decision.
+func (s *Selector) Snapshot() []CandidateHealth {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]CandidateHealth, len(s.snap))
+	copy(out, s.snap)
+	return out
+}
+
+// Report tells the selector that a replica saw transport errors on server
+// (host:port): the current server is probed at once, and fails over only if
+// probes confirm it. Reports coalesce; it never blocks.
+func (s *Selector) Report(server string) {
+	s.mu.Lock()
+	s.reports[server] = true
+	s.mu.Unlock()
+	select {
+	case s.reportC <- struct{}{}:
+	default:
+	}
+}
+
+// Failover moves traffic away from the current server (a planned switch:
+// its running queries may finish) and holds it down for the cooldown. It
+// returns once another server was verified and published, or with an error
+// if there is none (the current server then stays).
+func (s *Selector) Failover(reason string) error {
+	s.mu.Lock()
+	done := s.runDone
+	s.mu.Unlock()
+	if done == nil {
+		return ErrNotRunning
+	}
+	req := &failoverReq{reason: reason, reply: make(chan error, 1)}
+	select {
+	case s.failoverC <- req:
+	case <-done:
+		return ErrNotRunning
+	}
+	select {
+	case err := <-req.reply:
+		return err
+	case <-done:
+		return ErrNotRunning
+	}
+}

@@ -1,0 +1,617 @@
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"path"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// Default namespaces, as HS2 and Hive's JDBC driver default them.
+const (
+	DefaultNamespace   = "hiveserver2"        // hive.server2.zookeeper.namespace
+	DefaultHANamespace = "hs2ActivePassiveHA" // hive.server2.active.passive.ha.registry.namespace
+)
+
+// ZKConfig configures ZooKeeper discovery.
+type ZKConfig struct {
+	// Servers are host:port ZooKeeper addresses. An entry may also be a
+	// comma-separated connect string, optionally ending in a /chroot.
+	Servers []string
+	// Namespace is hive.server2.zookeeper.namespace (default hiveserver2), or
+	// for zookeeper-ha hive.server2.active.passive.ha.registry.namespace
+	// (default hs2ActivePassiveHA): with a -unsecure or -sasl suffix only that
+	// tree is read, without one both are.
+	Namespace string
+	Chroot    string // prefix of every path, e.g. /hive
+	// Digest is "user:password" for ZooKeeper digest authentication, needed
+	// when the registrations carry digest ACLs.
+	Digest string
+	// TLS, when set, dials ZooKeeper's secure client port.
+	TLS *tls.Config
+	// SessionTimeout is our ZooKeeper session's timeout; the server bounds
+	// it to [2,20] ticks. Default 10s.
+	SessionTimeout time.Duration
+	Logger         *slog.Logger
+	// Overrides force transport, auth, HTTP path or TLS over what servers
+	// publish.
+	Overrides EndpointOverrides
+}
+
+const defaultSessionTimeout = 10 * time.Second
+
+// NewZooKeeper discovers HS2 instances registered with dynamic service
+// discovery: the children of /<namespace>.
+func NewZooKeeper(cfg ZKConfig) Discovery { return &zkDiscovery{cfg: cfg} }
+
+// NewZooKeeperHA discovers the HS2 Interactive active/passive registry; only
+// the leader's record is Active.
+func NewZooKeeperHA(cfg ZKConfig) Discovery { return &zkDiscovery{cfg: cfg, ha: true} }
+
+type zkDiscovery struct {
+	cfg ZKConfig
+	ha  bool
+	statusBox
+	sessions atomic.Int64 // ZooKeeper sessions established (for tests)
+}
+
+// dirCache mirrors one watched znode's children and their data.
+type dirCache struct {
+	path     string
+	listed   bool // children read and child watch armed
+	exists   bool
+	children map[string]*childData
+}
+
+type childData struct {
+	data   []byte
+	err    error // reading the data failed (e.g. no read permission)
+	loaded bool
+}
+
+// watchState collects what ZooKeeper told us since the last sync; the event
+// callback fills it (it must not block) and the sync loop drains it.
+type watchState struct {
+	mu    sync.Mutex
+	full  bool            // session (re-)established or watches lost: re-read everything
+	dirty map[string]bool // paths whose watch fired
+	wake  chan struct{}
+}
+
+func (w *watchState) onEvent(ev zk.Event) {
+	w.mu.Lock()
+	switch ev.Type {
+	case zk.EventSession:
+		if ev.State == zk.StateHasSession || ev.State == zk.StateExpired {
+			w.full = true
+		}
+	case zk.EventNotWatching:
+		w.full = true
+	default:
+		if w.dirty == nil {
+			w.dirty = map[string]bool{}
+		}
+		w.dirty[ev.Path] = true
+	}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *watchState) take() (bool, map[string]bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	full, dirty := w.full, w.dirty
+	w.full, w.dirty = false, nil
+	return full, dirty
+}
+
+// putBack restores flags a failed sync consumed, so the retry redoes them.
+func (w *watchState) putBack(full bool, dirty map[string]bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.full = w.full || full
+	if len(dirty) > 0 && w.dirty == nil {
+		w.dirty = map[string]bool{}
+	}
+	for p := range dirty {
+		w.dirty[p] = true
+	}
+}
+
+func (d *zkDiscovery) logger() *slog.Logger {
+	l := d.cfg.Logger
+	if l == nil {
+		l = slog.Default()
+	}
+	mode := "zookeeper"
+	if d.ha {
+		mode = "zookeeper-ha"
+	}
+	return l.With("component", "registry", "discovery", mode)
+}
+
+// servers splits connect strings and takes a trailing /chroot off them.
+func (d *zkDiscovery) servers() ([]string, string, error) {
+	chroot := d.cfg.Chroot
+	var out []string
+	for _, s := range d.cfg.Servers {
+		if i := strings.IndexByte(s, '/'); i >= 0 {
+			if chroot == "" {
+				chroot = s[i:]
+			}
+			s = s[:i]
+		}
+		for _, h := range strings.Split(s, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				out = append(out, h)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, "", errors.New("registry: no ZooKeeper servers configured")
+	}
+	out = zk.FormatServers(out)
+	for _, s := range out {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return nil, "", fmt.Errorf("registry: ZooKeeper server %q: %w", s, err)
+		}
+	}
+	chroot = path.Clean("/" + chroot)
+	return out, chroot, nil
+}
+
+// roots are the registry trees to watch.
+func (d *zkDiscovery) roots(chroot string) []string {
+	ns := strings.Trim(d.cfg.Namespace, "/")
+	if !d.ha {
+		if ns == "" {
+			ns = DefaultNamespace
+		}
+		return []string{path.Join(chroot, ns)}
+	}
+	if ns == "" {
+		ns = DefaultHANamespace
+	}
+	if strings.HasSuffix(ns, "-unsecure") || strings.HasSuffix(ns, "-sasl") {
+		return []string{path.Join(chroot, ns)}
+	}
+	return []string{path.Join(chroot, ns+"-unsecure"), path.Join(chroot, ns+"-sasl")}
+}
+
+func (d *zkDiscovery) Run(ctx context.Context, update func([]Candidate)) error {
+	servers, chroot, err := d.servers()
+	if err != nil {
+		return err
+	}
+	log := d.logger()
+	timeout := d.cfg.SessionTimeout
+	if timeout <= 0 {
+		timeout = defaultSessionTimeout
+	}
+
+	var dirs []*dirCache
+	var source []string
+	for _, r := range d.roots(chroot) {
+		if d.ha {
+			dirs = append(dirs, &dirCache{path: r + "/instances"}, &dirCache{path: r + "/_LEADER"})
+			source = append(source, r+"/instances")
+		} else {
+			dirs = append(dirs, &dirCache{path: r})
+			source = append(source, r)
+		}
+	}
+	d.set(func(s *Status) {
+		*s = Status{Source: strings.Join(source, ", "), Err: "not connected to ZooKeeper yet"}
+	})
+
+	ws := &watchState{wake: make(chan struct{}, 1)}
+	dl := &dialer{tls: d.cfg.TLS, deadlineCap: timeout, conns: map[net.Conn]struct{}{}}
+	conn, events, err := zk.Connect(servers, timeout,
+		zk.WithHostProvider(&hostProvider{}),
+		zk.WithDialer(dl.dial),
+		zk.WithEventCallback(ws.onEvent),
+		zk.WithLogger(zkLogger{log}),
+		zk.WithLogInfo(false))
+	if err != nil {
+		return fmt.Errorf("registry: zookeeper: %w", err)
+	}
+	// Close cleanly (the server drops our session at once), then close the
+	// sockets: that unblocks a handshake stuck on a blackholed server.
+	closeAll := func() { conn.Close(); dl.shutdown() }
+	closed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { closeAll(); close(closed) })
+	defer func() {
+		if stop() {
+			closeAll()
+		} else {
+			<-closed
+		}
+		for range events { // closed once go-zookeeper's goroutines are done
+		}
+	}()
+
+	var (
+		authed   = d.cfg.Digest == ""
+		last     []Candidate
+		sent     bool
+		backoff  = 100 * time.Millisecond
+		retry    <-chan time.Time
+		lastSess int64
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ws.wake:
+		case <-retry:
+			retry = nil
+		}
+		if conn.State() != zk.StateHasSession {
+			d.set(func(s *Status) { s.Err = "disconnected from ZooKeeper " + strings.Join(servers, ",") })
+			continue // the next StateHasSession event wakes us
+		}
+		if !authed {
+			if err := conn.AddAuth("digest", []byte(d.cfg.Digest)); err != nil {
+				log.Warn("zookeeper digest auth failed; retrying", "err", err)
+				retry = time.After(backoff)
+				backoff = min(backoff*2, 2*time.Second)
+				continue
+			}
+			authed = true
+		}
+		full, dirty := ws.take()
+		if sid := conn.SessionID(); sid != lastSess {
+			if lastSess != 0 {
+				log.Info("zookeeper session re-established; resyncing", "session", fmt.Sprintf("%#x", sid))
+			}
+			lastSess, full = sid, true
+			d.sessions.Add(1)
+		}
+		if err := d.sync(conn, dirs, full, dirty); err != nil {
+			ws.putBack(full, dirty)
+			d.set(func(s *Status) { s.Err = "reading ZooKeeper: " + err.Error() })
+			log.Debug("zookeeper sync failed; will retry", "err", err)
+			retry = time.After(backoff)
+			backoff = min(backoff*2, 2*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		cands, skipped, problems := d.candidates(dirs)
+		d.set(func(s *Status) { s.Skipped, s.Problems, s.Err = skipped, problems, "" })
+		changed := !sent || !reflect.DeepEqual(cands, last)
+		if changed {
+			log.Info("hiveserver2 registrations", "source", strings.Join(source, ", "), "count", len(cands), "skipped", skipped)
+			for _, p := range problems {
+				log.Warn("skipped registration", "problem", p)
+			}
+		}
+		if changed || full {
+			last, sent = cands, true
+			update(cloneCandidates(cands))
+		}
+	}
+}
+
+// isConnErr reports errors that mean "lost the connection, the session
+// event will tell us when to retry" rather than something about a node.
+func isConnErr(err error) bool {
+	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer) ||
+		errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrClosing) ||
+		errors.Is(err, zk.ErrSessionMoved)
+}
+
+// sync re-reads what changed (everything when full) and re-arms the watches
+// that fired. A connection error aborts it; the caller retries it whole.
+func (d *zkDiscovery) sync(conn *zk.Conn, dirs []*dirCache, full bool, dirty map[string]bool) error {
+	for _, dc := range dirs {
+		if err := syncDir(conn, dc, full, dirty); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func syncDir(conn *zk.Conn, dc *dirCache, full bool, dirty map[string]bool) error {
+	if full || dirty[dc.path] || !dc.listed {
+		for {
+			names, _, _, err := conn.ChildrenW(dc.path)
+			if errors.Is(err, zk.ErrNoNode) {
+				// Not created yet (no HS2 ever registered): watch for it.
+				ok, _, _, err := conn.ExistsW(dc.path)
+				if err != nil {
+					return err
+				}
+				if ok {
+					continue // created in between: list it
+				}
+				dc.listed, dc.exists, dc.children = true, false, nil
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("children of %s: %w", dc.path, err)
+			}
+			old := dc.children
+			dc.listed, dc.exists, dc.children = true, true, make(map[string]*childData, len(names))
+			for _, n := range names {
+				if c, ok := old[n]; ok && !full {
+					dc.children[n] = c
+				} else {
+					dc.children[n] = &childData{}
+				}
+			}
+			break
+		}
+	}
+	for name, c := range dc.children {
+		p := dc.path + "/" + name
+		if c.loaded && !full && !dirty[p] {
+			continue
+		}
+		data, _, _, err := conn.GetW(p)
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
+			// Deleted since the listing; the child watch fires and relists.
+			delete(dc.children, name)
+		case err != nil && isConnErr(err):
+			return fmt.Errorf("data of %s: %w", p, err)
+		case err != nil:
+			*c = childData{err: err, loaded: true}
+		default:
+			*c = childData{data: data, loaded: true}
+		}
+	}
+	return nil
+}
+
+// candidates turns the caches into the sorted candidate list, counting and
+// describing what had to be skipped.
+func (d *zkDiscovery) candidates(dirs []*dirCache) ([]Candidate, int, []string) {
+	var out []Candidate
+	var problems []string
+	skip := func(p, format string, args ...any) {
+		problems = append(problems, p+": "+fmt.Sprintf(format, args...))
+	}
+	if !d.ha {
+		for _, dc := range dirs {
+			for name, c := range dc.children {
+				p := dc.path + "/" + name
+				nn, err := ParseNodeName(name)
+				if err != nil {
+					skip(p, "malformed name: %v", err)
+					continue
+				}
+				if c.err != nil {
+					skip(p, "unreadable: %v", c.err)
+					continue
+				}
+				kv, err := ParseNodeData(c.data)
+				if err != nil {
+					skip(p, "malformed data: %v", err)
+					continue
+				}
+				ep, err := endpointFromData(kv, nn.Host, nn.Port, false, d.cfg.Overrides)
+				if err != nil {
+					skip(p, "malformed data: %v", err)
+					continue
+				}
+				out = append(out, Candidate{Endpoint: ep, Node: p, Seq: nn.Seq, Version: nn.Version,
+					Active: true, Principal: kv[KeyPrincipal], Data: kv})
+			}
+		}
+	} else {
+		for i := 0; i+1 < len(dirs); i += 2 {
+			inst, latch := dirs[i], dirs[i+1]
+			leader, known := latchLeader(latch)
+			for name, c := range inst.children {
+				p := inst.path + "/" + name
+				if !strings.HasPrefix(name, "instance-") {
+					continue // not a registration (Hive ignores these too)
+				}
+				seq, err := parseInstanceSeq(name)
+				if err != nil {
+					skip(p, "malformed name: %v", err)
+					continue
+				}
+				if c.err != nil {
+					skip(p, "unreadable: %v", c.err)
+					continue
+				}
+				rec, err := parseServiceRecord(c.data)
+				if err != nil {
+					skip(p, "malformed record: %v", err)
+					continue
+				}
+				ep, err := endpointFromData(rec.Attrs, rec.Host, rec.Port, true, d.cfg.Overrides)
+				if err != nil {
+					skip(p, "malformed record: %v", err)
+					continue
+				}
+				// The record says activeEndpoint; the latch must agree, so a
+				// demoted leader that has not rewritten its record yet is
+				// not taken for the active one.
+				active := rec.Active && (!known || (leader != "" && rec.UniqueID == leader))
+				out = append(out, Candidate{Endpoint: ep, Node: p, Seq: seq, Active: active,
+					Principal: rec.Attrs[KeyPrincipal], Data: rec.Attrs})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Seq != out[j].Seq {
+			return out[i].Seq < out[j].Seq
+		}
+		return out[i].Node < out[j].Node
+	})
+	sort.Strings(problems)
+	return out, len(problems), problems
+}
+
+// latchLeader returns the id in the lowest-sequence latch znode, as Curator's
+// LeaderLatch elects it. known is false when there is no latch to consult
+// (no _LEADER znode, or its data unreadable): records alone decide then.
+func latchLeader(dc *dirCache) (leader string, known bool) {
+	if !dc.exists {
+		return "", false
+	}
+	best, bestSeq := "", int64(-1)
+	for name := range dc.children {
+		s, ok := latchSeq(name)
+		if !ok {
+			continue
+		}
+		if bestSeq < 0 || s < bestSeq {
+			best, bestSeq = name, s
+		}
+	}
+	if best == "" {
+		return "", true // a latch with no participants: nobody leads
+	}
+	c := dc.children[best]
+	if c.err != nil || len(c.data) == 0 {
+		return "", false
+	}
+	return string(c.data), true
+}
+
+// hostProvider keeps server names as given (go-zookeeper's default resolves
+// them once, which breaks TLS name checks and misses DNS changes).
+type hostProvider struct {
+	mu         sync.Mutex
+	servers    []string
+	curr, last int
+}
+
+func (h *hostProvider) Init(servers []string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.servers = append([]string(nil), servers...)
+	rand.Shuffle(len(h.servers), func(i, j int) { h.servers[i], h.servers[j] = h.servers[j], h.servers[i] })
+	h.curr, h.last = -1, -1
+	return nil
+}
+
+func (h *hostProvider) Len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.servers)
+}
+
+func (h *hostProvider) Next() (string, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.curr = (h.curr + 1) % len(h.servers)
+	retryStart := h.curr == h.last
+	if h.last == -1 {
+		h.last = 0
+	}
+	return h.servers[h.curr], retryStart
+}
+
+func (h *hostProvider) Connected() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.last = h.curr
+}
+
+// dialer dials ZooKeeper (over TLS when configured) and tracks the
+// connections so shutdown can close them.
+type dialer struct {
+	tls *tls.Config
+	// deadlineCap bounds every I/O deadline go-zookeeper sets: it waits ten
+	// receive timeouts for a handshake answer, far longer than a session.
+	deadlineCap time.Duration
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+func (d *dialer) dial(network, addr string, timeout time.Duration) (net.Conn, error) {
+	d.mu.Lock()
+	closed := d.closed
+	d.mu.Unlock()
+	if closed {
+		return nil, zk.ErrClosing
+	}
+	nd := &net.Dialer{Timeout: timeout}
+	var c net.Conn
+	var err error
+	if d.tls != nil {
+		c, err = tls.DialWithDialer(nd, network, addr, d.tls)
+	} else {
+		c, err = nd.Dial(network, addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, d: d}
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		c.Close()
+		return nil, zk.ErrClosing
+	}
+	d.conns[tc] = struct{}{}
+	d.mu.Unlock()
+	return tc, nil
+}
+
+func (d *dialer) shutdown() {
+	d.mu.Lock()
+	d.closed = true
+	conns := d.conns
+	d.conns = map[net.Conn]struct{}{}
+	d.mu.Unlock()
+	for c := range conns {
+		c.(*trackedConn).Conn.Close()
+	}
+}
+
+type trackedConn struct {
+	net.Conn
+	d *dialer
+}
+
+func (c *trackedConn) Close() error {
+	c.d.mu.Lock()
+	delete(c.d.conns, c)
+	c.d.mu.Unlock()
+	return c.Conn.Close()
+}
+
+func (c *trackedConn) capped(t time.Time) time.Time {
+	if !t.IsZero() && c.d.deadlineCap > 0 {
+		if lim := time.Now().Add(c.d.deadlineCap); t.After(lim) {
+			return lim
+		}
+	}
+	return t
+}
+
+func (c *trackedConn) SetDeadline(t time.Time) error     { return c.Conn.SetDeadline(c.capped(t)) }
+func (c *trackedConn) SetReadDeadline(t time.Time) error { return c.Conn.SetReadDeadline(c.capped(t)) }
+func (c *trackedConn) SetWriteDeadline(t time.Time) error {
+	return c.Conn.SetWriteDeadline(c.capped(t))
+}
+
+// zkLogger sends go-zookeeper's chatter (a line per reconnect attempt) to
+// debug; state changes that matter are logged by the discovery itself.
+type zkLogger struct{ l *slog.Logger }
+
+func (z zkLogger) Printf(format string, args ...any) {
+	z.l.Debug("go-zookeeper: " + fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,328 @@
+// Package replica assembles one hiveqd process from its configuration:
+// discovery and selectors per connector, the coordinator (standalone or
+// etcd), the query engine, and the gRPC server with its services.
+package replica
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/hiveqd/hiveqd/cluster"
+	"github.com/hiveqd/hiveqd/config"
+	"github.com/hiveqd/hiveqd/hs2"
+	"github.com/hiveqd/hiveqd/query"
+	"github.com/hiveqd/hiveqd/registry"
+	"github.com/hiveqd/hiveqd/routing"
+	"github.com/hiveqd/hiveqd/service"
+	"github.com/hiveqd/hiveqd/tlsutil"
+)
+
+// Options are what the process around a replica provides.
+type Options struct {
+	Logger *slog.Logger
+	// Listener, when set, is used instead of listening on cfg.Listen.
+	Listener net.Listener
+	// Ready, when set, is told the bound address once the server accepts
+	// calls; the binary prints "hiveqd listening on ADDR" there.
+	Ready io.Writer
+}
+
+// Run serves until ctx ends, then shuts down in order: leadership is given
+// up at once (another replica takes over in milliseconds), health turns
+// NOT_SERVING, running streams get cfg.ShutdownGrace to finish before they
+// are cancelled, and HS2 sessions are closed.
+func Run(ctx context.Context, cfg config.Config, opts Options) error {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("replica", cfg.ReplicaID)
+
+	lis := opts.Listener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		}
+	}
+	defer lis.Close()
+	addr := lis.Addr().String()
+	advertise := cfg.AdvertiseAddr
+	if advertise == "" || strings.HasSuffix(advertise, ":0") {
+		advertise = addr
+	}
+
+	table := routing.NewTable()
+	connectors, engineConnectors, err := buildConnectors(cfg, log)
+	if err != nil {
+		return err
+	}
+	coord, err := buildCoordinator(cfg, table, connectors, advertise, log)
+	if err != nil {
+		return err
+	}
+	engine, err := query.New(query.Config{
+		ReplicaID:        cfg.ReplicaID,
+		Routes:           table,
+		DefaultConnector: cfg.DefaultConnector,
+		Connectors:       engineConnectors,
+		Reporter:         coord,
+		Limits: query.Limits{
+			MaxConcurrent:     cfg.Limits.MaxConcurrentQueries,
+			MaxPerUser:        cfg.Limits.MaxQueriesPerUser,
+			MaxStatementBytes: cfg.Limits.MaxStatementBytes,
+			MaxRowsPerQuery:   cfg.Limits.MaxRowsPerQuery,
+			MaxBatchBytes:     cfg.Limits.MaxBatchBytes,
+			MaxBatchRows:      cfg.Limits.DefaultFetchSize,
+		},
+		Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	svc, err := service.New(service.Config{Engine: engine, Routes: table, Logger: log})
+	if err != nil {
+		return err
+	}
+	gs := grpc.NewServer(service.ServerOptions(log)...)
+	svc.Register(gs)
+	service.NewCluster(service.ClusterConfig{
+		Coordinator: coord,
+		ReplicaID:   cfg.ReplicaID,
+		DialLeader: func(ctx context.Context, addr string) (*grpc.ClientConn, error) {
+			return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		},
+	}).Register(gs)
+
+	coordCtx, stopCoord := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCoord()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := coord.Run(coordCtx); err != nil {
+			errc <- fmt.Errorf("coordination: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			errc <- fmt.Errorf("grpc: %w", err)
+		}
+	}()
+	log.Info("hiveqd serving", "addr", addr, "coordination", cfg.Coordination, "cluster", cfg.Cluster,
+		"connectors", len(cfg.Connectors), "default_connector", cfg.DefaultConnector)
+	if opts.Ready != nil {
+		fmt.Fprintf(opts.Ready, "hiveqd listening on %s\n", addr)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	log.Info("hiveqd shutting down", "grace", cfg.ShutdownGrace, "running", engine.Running())
+	stopCoord() // resign first: the next leader need not wait for our streams
+	svc.SetServing(false)
+	graceCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	if err := engine.Close(graceCtx); err != nil {
+		log.Warn("streams cancelled at the end of the grace period", "err", err)
+	}
+	cancel()
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		gs.Stop()
+		<-stopped
+	}
+	svc.Close()
+	wg.Wait()
+	log.Info("hiveqd stopped")
+	return runErr
+}
+
+// hs2Options are hiveqd's own credentials and client settings for one
+// connector's servers.
+func hs2Options(c config.Connector) (hs2.Options, error) {
+	pw, err := config.ReadSecret(c.PasswordFile)
+	if err != nil {
+		return hs2.Options{}, fmt.Errorf("connector %s: password_file: %w", c.Name, err)
+	}
+	o := hs2.Options{User: c.User, Password: pw}
+	if c.HS2TLS.Enabled() || (c.TLS != nil && *c.TLS) {
+		tc, err := clientTLS(c.HS2TLS)
+		if err != nil {
+			return o, fmt.Errorf("connector %s: hs2_tls: %w", c.Name, err)
+		}
+		o.TLSConfig = tc
+	}
+	return o, nil
+}
+
+func overrides(c config.Connector) registry.EndpointOverrides {
+	return registry.EndpointOverrides{
+		Transport: hs2.Transport(strings.ToLower(c.Transport)),
+		Auth:      hs2.Auth(strings.ToUpper(c.Auth)),
+		HTTPPath:  c.HTTPPath,
+		TLS:       c.TLS,
+	}
+}
+
+func staticEndpoints(c config.Connector) ([]hs2.Endpoint, error) {
+	o := overrides(c)
+	eps := make([]hs2.Endpoint, 0, len(c.Static))
+	for _, s := range c.Static {
+		host, port, err := net.SplitHostPort(s)
+		if err != nil {
+			return nil, fmt.Errorf("connector %s: static %q: %w", c.Name, s, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("connector %s: static %q: bad port", c.Name, s)
+		}
+		ep := hs2.Endpoint{Host: host, Port: p, Transport: o.Transport, Auth: o.Auth, HTTPPath: o.HTTPPath}
+		if ep.Transport == "" {
+			ep.Transport = hs2.TransportBinary
+		}
+		if ep.Auth == "" {
+			ep.Auth = hs2.AuthNone
+		}
+		if ep.Transport == hs2.TransportHTTP && ep.HTTPPath == "" {
+			ep.HTTPPath = hs2.DefaultHTTPPath
+		}
+		if o.TLS != nil {
+			ep.TLS = *o.TLS
+		}
+		eps = append(eps, ep)
+	}
+	return eps, nil
+}
+
+func buildConnectors(cfg config.Config, log *slog.Logger) ([]cluster.ConnectorConfig, map[string]query.Connector, error) {
+	var ccs []cluster.ConnectorConfig
+	engine := map[string]query.Connector{}
+	for _, c := range cfg.Connectors {
+		opts, err := hs2Options(c)
+		if err != nil {
+			return nil, nil, err
+		}
+		engine[c.Name] = query.Connector{
+			Options:       opts,
+			MaxSessions:   c.Pool.MaxSessions,
+			MaxIdlePerKey: c.Pool.MaxIdlePerKey,
+			IdleTimeout:   c.Pool.IdleTimeout,
+			ValidateAfter: c.Pool.ValidateAfter,
+			Impersonate:   c.Impersonation,
+		}
+		newDiscovery, err := discovery(c, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		probeOpts := opts
+		probeOpts.ConnectTimeout = c.Probe.Timeout
+		c := c
+		ccs = append(ccs, cluster.ConnectorConfig{
+			Name: c.Name,
+			NewSelector: func() cluster.Selector {
+				return registry.NewSelector(registry.SelectorConfig{
+					Connector:     c.Name,
+					Discovery:     newDiscovery(),
+					Prober:        &registry.HS2Prober{Options: probeOpts},
+					Policy:        c.Policy,
+					ProbeInterval: c.Probe.Interval,
+					ProbeTimeout:  c.Probe.Timeout,
+					Cooldown:      c.Probe.Cooldown,
+					FailThreshold: c.Probe.Failures,
+					Logger:        log.With("connector", c.Name),
+				})
+			},
+		})
+	}
+	return ccs, engine, nil
+}
+
+func discovery(c config.Connector, log *slog.Logger) (func() registry.Discovery, error) {
+	switch c.Discovery {
+	case "static":
+		eps, err := staticEndpoints(c)
+		if err != nil {
+			return nil, err
+		}
+		return func() registry.Discovery { return registry.NewStatic(eps) }, nil
+	case "zookeeper", "zookeeper-ha":
+		digest, err := config.ReadSecret(c.ZooKeeper.DigestFile)
+		if err != nil {
+			return nil, fmt.Errorf("connector %s: zookeeper.digest_file: %w", c.Name, err)
+		}
+		var tc *tls.Config
+		if c.ZooKeeper.TLS.Enabled() {
+			if tc, err = clientTLS(c.ZooKeeper.TLS); err != nil {
+				return nil, fmt.Errorf("connector %s: zookeeper.tls: %w", c.Name, err)
+			}
+		}
+		zc := registry.ZKConfig{
+			Servers:        c.ZooKeeper.Servers,
+			Namespace:      c.ZooKeeper.Namespace,
+			Chroot:         c.ZooKeeper.Chroot,
+			Digest:         digest,
+			TLS:            tc,
+			SessionTimeout: c.ZooKeeper.SessionTimeout,
+			Logger:         log.With("connector", c.Name),
+			Overrides:      overrides(c),
+		}
+		if c.Discovery == "zookeeper-ha" {
+			return func() registry.Discovery { return registry.NewZooKeeperHA(zc) }, nil
+		}
+		return func() registry.Discovery { return registry.NewZooKeeper(zc) }, nil
+	}
+	return nil, fmt.Errorf("connector %s: unknown discovery %q", c.Name, c.Discovery)
+}
+
+func buildCoordinator(cfg config.Config, table *routing.Table, ccs []cluster.ConnectorConfig, addr string, log *slog.Logger) (cluster.Coordinator, error) {
+	if cfg.Coordination == "standalone" {
+		return cluster.NewStandalone(cluster.StandaloneConfig{
+			Cluster: cfg.Cluster, ReplicaID: cfg.ReplicaID, Address: addr,
+			Connectors: ccs, Table: table, Logger: log,
+		})
+	}
+	pw, err := config.ReadSecret(cfg.Etcd.PasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("etcd.password_file: %w", err)
+	}
+	ec := clientv3.Config{
+		Endpoints:   cfg.Etcd.Endpoints,
+		Username:    cfg.Etcd.Username,
+		Password:    pw,
+		DialTimeout: cfg.Etcd.DialTimeout,
+		Logger:      nil,
+	}
+	if cfg.Etcd.TLS.Enabled() {
+		if ec.TLS, err = clientTLS(cfg.Etcd.TLS); err != nil {
+			return nil, fmt.Errorf("etcd.tls: %w", err)
+		}
+	}
+	return cluster.NewEtcd(cluster.EtcdConfig{
+		Etcd: ec, Cluster: cfg.Cluster, ReplicaID: cfg.ReplicaID, Address: addr,
+		Connectors: ccs, Table: table, LeaseTTL: cfg.Etcd.LeaseTTL, Logger: log,
+	})
+}
+
+func clientTLS(f config.TLSFiles) (*tls.Config, error) {
+	return tlsutil.ClientConfig(f.CAFile, f.CertFile, f.KeyFile, f.ServerName)
+}
