@@ -185,7 +185,7 @@ func ConnectorDefaults(c *Connector) {
 		c.Probe.Failures = 2
 	}
 	if c.Probe.Cooldown == 0 {
-		c.Probe.Cooldown = 30 * time.Second
+		c.Probe.Cooldown = 5 * time.Second
 	}
 	if c.Pool.MaxSessions == 0 {
 		c.Pool.MaxSessions = 256

@@ -54,7 +54,7 @@ func (p *HS2Prober) Probe(ctx context.Context, ep hs2.Endpoint) error {
 		if time.Since(ps.opened) < maxAge {
 			err := ps.s.Ping(ctx)
 			if err == nil {
-				p.put(ep, ps)
+				p.put(ep, ps, maxAge)
 				return nil
 			}
 			if ctx.Err() != nil {
@@ -74,7 +74,7 @@ func (p *HS2Prober) Probe(ctx context.Context, ep hs2.Endpoint) error {
 		_ = s.Close(ctx)
 		return err
 	}
-	p.put(ep, &probeSession{s: s, opened: time.Now()})
+	p.put(ep, &probeSession{s: s, opened: time.Now()}, maxAge)
 	return nil
 }
 
@@ -87,16 +87,33 @@ func (p *HS2Prober) take(ep hs2.Endpoint) *probeSession {
 	return ps
 }
 
-func (p *HS2Prober) put(ep hs2.Endpoint, ps *probeSession) {
+// put caches ep's session, and closes sessions of servers no longer probed
+// (deregistered ones) once they are too old to be reused.
+func (p *HS2Prober) put(ep hs2.Endpoint, ps *probeSession, maxAge time.Duration) {
+	var drop []*probeSession
 	p.mu.Lock()
 	if p.sessions == nil {
 		p.sessions = map[hs2.Endpoint]*probeSession{}
 	}
-	old := p.sessions[ep]
+	if old := p.sessions[ep]; old != nil {
+		drop = append(drop, old)
+	}
 	p.sessions[ep] = ps
+	for e, o := range p.sessions {
+		if time.Since(o.opened) > 2*maxAge {
+			drop = append(drop, o)
+			delete(p.sessions, e)
+		}
+	}
 	p.mu.Unlock()
-	if old != nil {
-		closeQuietly(old.s)
+	if len(drop) > 0 {
+		// Without waiting for an answer: a gone server must not delay this
+		// probe's verdict.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		for _, o := range drop {
+			_ = o.s.Close(ctx)
+		}
 	}
 }
 

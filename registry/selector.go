@@ -212,9 +212,11 @@ func (s *Selector) Run(ctx context.Context, initial *hs2.Endpoint, publish func(
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				start := time.Now()
 				pctx, pcancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
 				err := s.cfg.Prober.Probe(pctx, ep)
-				if err != nil && pctx.Err() != nil && ctx.Err() == nil {
+				// I/O deadlines taken from pctx may fire just before pctx does.
+				if err != nil && ctx.Err() == nil && (pctx.Err() != nil || time.Since(start) >= s.cfg.ProbeTimeout) {
 					err = fmt.Errorf("no answer within %v: %w", s.cfg.ProbeTimeout, err)
 				}
 				pcancel()
