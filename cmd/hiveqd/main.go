@@ -22,6 +22,7 @@ import (
 	"github.com/hiveqd/hiveqd/config"
 	"github.com/hiveqd/hiveqd/hs2sim"
 	"github.com/hiveqd/hiveqd/replica"
+	"github.com/hiveqd/hiveqd/sqlcli"
 )
 
 const usage = `hiveqd: a highly available, streaming gRPC front for HiveServer2
@@ -34,6 +35,10 @@ Usage:
 `
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "sql" {
+		// sqlcli handles signals itself: the first Ctrl-C cancels the query.
+		os.Exit(sqlcli.Main(context.Background(), os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
@@ -50,7 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "dev":
 		return dev(ctx, args[1:], stdout, stderr)
 	case "sql":
-		return sql(ctx, args[1:], stdout, stderr)
+		return sqlcli.Main(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version())
 		return 0

@@ -1,0 +1,85 @@
+package sqlcli
+
+import (
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+	"unicode/utf8"
+
+	"google.golang.org/grpc/codes"
+)
+
+// appendFloat and appendJSONString must write what encoding/json writes
+// (it is the reference for JSON numbers and strings).
+func TestJSONEncodingMatchesStdlib(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	floats := []float64{0, -0.0, 1, -1, 0.1, 1e-6, 1e-7, 9.999e-7, 1e20, 1e21, 123456789012345680000, math.MaxFloat64, math.SmallestNonzeroFloat64, 5e-324}
+	for range 10000 {
+		floats = append(floats, math.Float64frombits(r.Uint64()))
+	}
+	for _, f := range floats {
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			continue
+		}
+		want, err := json.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendFloat(nil, f, 64); string(got) != string(want) {
+			t.Fatalf("appendFloat(%v) = %s, want %s", f, got, want)
+		}
+		// Hive float columns: a float32 widened to float64 prints as the
+		// float32 (as encoding/json prints a float32).
+		f32 := float32(f)
+		if math.IsInf(float64(f32), 0) {
+			continue
+		}
+		want, err = json.Marshal(f32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendFloat(nil, float64(f32), 32); string(got) != string(want) {
+			t.Fatalf("appendFloat(float32 %v) = %s, want %s", f32, got, want)
+		}
+	}
+	if got := appendFloat(nil, 0.1, 32); string(got) != "0.1" {
+		t.Errorf("a double in a float column: %s", got)
+	}
+	strs := []string{"", "plain", "q\"b\\", "\x00\x1f\x7f", "\u2028\u2029", "é漢字🙂", "<&>"}
+	for range 2000 {
+		b := make([]byte, r.IntN(12))
+		for i := range b {
+			b[i] = byte(r.UintN(256))
+		}
+		if utf8.Valid(b) {
+			strs = append(strs, string(b))
+		}
+	}
+	for _, s := range strs {
+		got := appendJSONString(nil, s)
+		var back string
+		if err := json.Unmarshal(got, &back); err != nil || back != s {
+			t.Fatalf("appendJSONString(%q) = %s: does not read back (%v, %q)", s, got, err, back)
+		}
+	}
+}
+
+func TestCodeName(t *testing.T) {
+	for code, want := range map[int]string{0: "OK", 2: "UNKNOWN", 4: "DEADLINE_EXCEEDED", 14: "UNAVAILABLE", 16: "UNAUTHENTICATED", 8: "RESOURCE_EXHAUSTED"} {
+		if got := codeName(codeOf(code)); got != want {
+			t.Errorf("code %d: %s, want %s", code, got, want)
+		}
+	}
+}
+
+func TestTrimStatement(t *testing.T) {
+	for in, want := range map[string]string{"SELECT 1;": "SELECT 1", " SELECT 1 ; ; \n": "SELECT 1", "SELECT ';'": "SELECT ';'", ";": ""} {
+		if got := trimStatement(in); got != want {
+			t.Errorf("trimStatement(%s) = %q, want %q", strconv.Quote(in), got, want)
+		}
+	}
+}
+
+func codeOf(c int) codes.Code { return codes.Code(c) }
