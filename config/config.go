@@ -40,6 +40,7 @@ type Config struct {
 	DefaultConnector string      `yaml:"default_connector"`
 	Connectors       []Connector `yaml:"connectors"`
 	Limits           Limits      `yaml:"limits"`
+	Security         Security    `yaml:"security"`
 	// ShutdownGrace is how long running streams may finish after SIGTERM.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	Log           Log           `yaml:"log"`
@@ -122,6 +123,24 @@ type Pool struct {
 	ValidateAfter time.Duration `yaml:"validate_after"`
 }
 
+// Security is TLS and authentication on the gRPC port.
+type Security struct {
+	// TLSCert and TLSKey serve gRPC over TLS; they are re-read when the
+	// files change.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// TLSClientCA requires client certificates chaining to it (mTLS); the
+	// certificate's name is the caller's principal.
+	TLSClientCA string `yaml:"tls_client_ca"`
+	// AuthTokenFile holds bearer tokens, one "TOKEN PRINCIPAL [admin]" a
+	// line; it is reloaded when it changes.
+	AuthTokenFile string `yaml:"auth_token_file"`
+	// AuthAdmins are mTLS client names with admin rights.
+	AuthAdmins []string `yaml:"auth_admins"`
+	// ServicePrincipal runs every call when authentication is off.
+	ServicePrincipal string `yaml:"service_principal"`
+}
+
 // Limits protect the gateway and HS2.
 type Limits struct {
 	MaxConcurrentQueries int   `yaml:"max_concurrent_queries"`
@@ -153,7 +172,8 @@ func Default() Config {
 			MaxBatchBytes:        1 << 20,
 			DefaultFetchSize:     10000,
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Log:      Log{Level: "info", Format: "text"},
+		Security: Security{ServicePrincipal: "hiveqd"},
 	}
 }
 
@@ -351,6 +371,12 @@ func (c *Config) Validate() error {
 	}
 	if l.MaxRowsPerQuery < 0 {
 		bad("limits.max_rows_per_query", "must not be negative")
+	}
+	if c.Security.TLSClientCA != "" && (c.Security.TLSCert == "" || c.Security.TLSKey == "") {
+		bad("security.tls_client_ca", "needs security.tls_cert and security.tls_key")
+	}
+	if (c.Security.TLSCert == "") != (c.Security.TLSKey == "") {
+		bad("security", "tls_cert and tls_key go together")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -115,6 +115,12 @@ var Settings = []Setting{
 	{"hs2-password-file", "file holding hiveqd's HS2 password", str(func(c *Config, v string) { flagConnector(c).PasswordFile = v })},
 	{"shutdown-grace", "how long running streams may finish after SIGTERM", dur(func(c *Config, d time.Duration) { c.ShutdownGrace = d })},
 	{"max-concurrent-queries", "global limit of running queries", integer(func(c *Config, n int) { c.Limits.MaxConcurrentQueries = n })},
+	{"tls-cert", "gRPC server certificate (PEM); reloaded when it changes", str(func(c *Config, v string) { c.Security.TLSCert = v })},
+	{"tls-key", "gRPC server key (PEM)", str(func(c *Config, v string) { c.Security.TLSKey = v })},
+	{"tls-client-ca", "CA client certificates must chain to (mTLS); the certificate name is the caller", str(func(c *Config, v string) { c.Security.TLSClientCA = v })},
+	{"auth-token-file", `bearer tokens, one "TOKEN PRINCIPAL [admin]" a line; reloaded when it changes`, str(func(c *Config, v string) { c.Security.AuthTokenFile = v })},
+	{"auth-admins", "mTLS client names with admin rights, comma-separated", str(func(c *Config, v string) { c.Security.AuthAdmins = list(v) })},
+	{"auth-service-principal", "principal of every call when authentication is off", str(func(c *Config, v string) { c.Security.ServicePrincipal = v })},
 	{"log-level", "debug | info | warn | error", str(func(c *Config, v string) { c.Log.Level = v })},
 	{"log-format", "text | json", str(func(c *Config, v string) { c.Log.Format = v })},
 }

@@ -18,8 +18,10 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/hiveqd/hiveqd/authn"
 	"github.com/hiveqd/hiveqd/cluster"
 	"github.com/hiveqd/hiveqd/config"
 	"github.com/hiveqd/hiveqd/hs2"
@@ -38,6 +40,24 @@ type Options struct {
 	// Ready, when set, is told the bound address once the server accepts
 	// calls; the binary prints "hiveqd listening on ADDR" there.
 	Ready io.Writer
+	// ServerOptions are added after hiveqd's own (logging, recovery,
+	// authentication, TLS).
+	ServerOptions []grpc.ServerOption
+}
+
+// peerCredentials are how a follower reaches the leader to forward an admin
+// call: plaintext when the port is; otherwise TLS trusting the client CA
+// (replicas share one PKI) and presenting the replica's own certificate, so
+// that mTLS deployments accept it.
+func peerCredentials(sec config.Security) (credentials.TransportCredentials, error) {
+	if sec.TLSCert == "" {
+		return insecure.NewCredentials(), nil
+	}
+	tc, err := tlsutil.ClientConfig(sec.TLSClientCA, sec.TLSCert, sec.TLSKey, "")
+	if err != nil {
+		return nil, fmt.Errorf("security: peer TLS: %w", err)
+	}
+	return credentials.NewTLS(tc), nil
 }
 
 // Run serves until ctx ends, then shuts down in order: leadership is given
@@ -93,17 +113,40 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
-	svc, err := service.New(service.Config{Engine: engine, Routes: table, Logger: log})
+	sec := cfg.Security
+	auth, serverTLS, err := (&authn.Flags{
+		TokenFile: sec.AuthTokenFile, Admins: strings.Join(sec.AuthAdmins, ","), ServicePrincipal: sec.ServicePrincipal,
+		TLSCert: sec.TLSCert, TLSKey: sec.TLSKey, TLSClientCA: sec.TLSClientCA,
+	}).Build(log)
+	if err != nil {
+		return fmt.Errorf("security: %w", err)
+	}
+	svc, err := service.New(service.Config{
+		Engine: engine, Routes: table, Logger: log,
+		UserFromContext: func(ctx context.Context) string {
+			p, _ := authn.FromContext(ctx)
+			return p.Name
+		},
+	})
 	if err != nil {
 		return err
 	}
-	gs := grpc.NewServer(service.ServerOptions(log)...)
+	serverOpts := append(service.ServerOptions(log), auth.ServerOptions()...)
+	if serverTLS != nil {
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(serverTLS)))
+	}
+	serverOpts = append(serverOpts, opts.ServerOptions...)
+	gs := grpc.NewServer(serverOpts...)
 	svc.Register(gs)
+	peerCreds, err := peerCredentials(sec)
+	if err != nil {
+		return err
+	}
 	service.NewCluster(service.ClusterConfig{
 		Coordinator: coord,
 		ReplicaID:   cfg.ReplicaID,
 		DialLeader: func(ctx context.Context, addr string) (*grpc.ClientConn, error) {
-			return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			return grpc.NewClient(addr, grpc.WithTransportCredentials(peerCreds))
 		},
 	}).Register(gs)
 
