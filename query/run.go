@@ -568,6 +568,15 @@ func (a *attempt) classify(err error) error {
 		}
 		a.log.Warn("HiveServer2 transport failure", "accepted", a.accepted, "error", err)
 		if a.accepted {
+			// The connection usually breaks a moment before the failover
+			// is published: wait briefly for it, so that the error names
+			// the server to retry on.
+			select {
+			case <-a.cur.Superseded():
+				return a.lostError(err)
+			case <-a.ctx.Done():
+			case <-q.e.clock.After(q.e.cfg.RetryWait):
+			}
 			return a.meta(newError(Aborted, ReasonHS2Lost, err, "the connection to HiveServer2 %s failed while the query ran; the query was lost: retry it", q.server))
 		}
 		return &retryable{err: a.meta(newError(Unavailable, ReasonNoHS2, err, "HiveServer2 %s is unreachable", q.server))}

@@ -20,6 +20,7 @@ import (
 
 var (
 	simListening    = regexp.MustCompile(`hs2sim listening on (\S+)`)
+	simControl      = regexp.MustCompile(`hs2sim control on (\S+)`)
 	hiveqdListening = regexp.MustCompile(`hiveqd listening on (\S+)`)
 )
 
@@ -60,6 +61,14 @@ func (s *Sim) start(ctx context.Context, name string) error {
 	if err != nil {
 		p.Kill()
 		return err
+	}
+	// hs2sim opens its control endpoint after it prints its Thrift address:
+	// a fault posted before "control on" would be refused.
+	if hasFlag(s.args, "--control") {
+		if _, err := p.WaitLine(ctx, simControl); err != nil {
+			p.Kill()
+			return err
+		}
 	}
 	s.Proc, s.Addr = p, m[1]
 	return nil
