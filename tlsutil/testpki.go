@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -201,4 +202,22 @@ func writePEM(path, typ string, der []byte, mode os.FileMode) error {
 		return errors.New("tlsutil: PEM encoding failed")
 	}
 	return os.WriteFile(path, data, mode)
+}
+
+// TestConfigs returns a server configuration with a fresh certificate for
+// 127.0.0.1, ::1 and localhost, and a client configuration that trusts only
+// its CA: for tests of TLS clients (HS2, ZooKeeper) against test servers.
+func TestConfigs(dir string) (server, client *tls.Config, err error) {
+	pki, err := GenerateTestPKI(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := tls.LoadX509KeyPair(pki.Server.CertFile, pki.Server.KeyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	if client, err = ClientConfig(pki.CAFile, "", "", ""); err != nil {
+		return nil, nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}}, client, nil
 }
