@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -44,6 +45,25 @@ type Config struct {
 	// ShutdownGrace is how long running streams may finish after SIGTERM.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	Log           Log           `yaml:"log"`
+	// Tracing exports OpenTelemetry spans; off by default.
+	Tracing Tracing `yaml:"tracing"`
+}
+
+// Tracing configures OpenTelemetry tracing: a span per gRPC call (W3C
+// trace context is taken from callers and passed to the leader on
+// forwarded calls) with a child span per HiveServer2 call.
+type Tracing struct {
+	// Exporter is "none" (default), "stdout" (JSON spans on standard
+	// output, for debugging) or "otlp" (OTLP over gRPC to Endpoint).
+	Exporter string `yaml:"exporter"`
+	// Endpoint is the OTLP collector as a URL: http://host:4317 is
+	// plaintext, https://host:4317 TLS with the system roots. Empty: the
+	// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT
+	// variables, else https://localhost:4317.
+	Endpoint string `yaml:"endpoint"`
+	// SampleRatio is the share of new traces sampled (0..1, default 1);
+	// calls that arrive with a trace context follow the caller's decision.
+	SampleRatio float64 `yaml:"sample_ratio"`
 }
 
 // Etcd is how replicas reach etcd.
@@ -174,6 +194,7 @@ func Default() Config {
 		},
 		Log:      Log{Level: "info", Format: "text"},
 		Security: Security{ServicePrincipal: "hiveqd"},
+		Tracing:  Tracing{Exporter: "none", SampleRatio: 1},
 	}
 }
 
@@ -387,6 +408,19 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		bad("log.format", "%q is not text or json", c.Log.Format)
+	}
+	switch c.Tracing.Exporter {
+	case "none", "stdout", "otlp":
+	default:
+		bad("tracing.exporter", "%q is not none, stdout or otlp", c.Tracing.Exporter)
+	}
+	if e := c.Tracing.Endpoint; e != "" {
+		if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("tracing.endpoint", "%q is not an http:// or https:// URL", e)
+		}
+	}
+	if r := c.Tracing.SampleRatio; !(r >= 0 && r <= 1) {
+		bad("tracing.sample_ratio", "%v is outside 0..1", r)
 	}
 	return errors.Join(errs...)
 }

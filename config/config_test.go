@@ -33,6 +33,9 @@ connectors:
 default_connector: zz
 limits: {max_batch_bytes: 10}
 log: {level: loud}`, []string{"listen:", "coordination:", "discovery:", "repeated", "bad port", "transport:", "auth:", "default_connector:", "max_batch_bytes", "log.level"}},
+		{"tracing ok", "connectors: [{name: hive, static: ['127.0.0.1:1']}]\ntracing: {exporter: otlp, endpoint: 'http://127.0.0.1:4317', sample_ratio: 0.25}", nil},
+		{"bad tracing", "connectors: [{name: hive, static: ['127.0.0.1:1']}]\ntracing: {exporter: jaeger, endpoint: '127.0.0.1:4317', sample_ratio: 2}",
+			[]string{"tracing.exporter", "tracing.endpoint", "tracing.sample_ratio"}},
 		{"etcd needs endpoints", "coordination: etcd\nconnectors: [{name: hive, static: ['127.0.0.1:1']}]", []string{"etcd.endpoints"}},
 	}
 	for _, tc := range tests {
@@ -94,5 +97,25 @@ func TestBadFlagValue(t *testing.T) {
 	_ = fs.Parse([]string{"--lease-ttl", "soon"})
 	if _, err := FromFlags(fs, "", func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "--lease-ttl") {
 		t.Fatalf("want error naming --lease-ttl, got %v", err)
+	}
+}
+
+func TestTracingSettings(t *testing.T) {
+	cfg := Default()
+	if cfg.Tracing.Exporter != "none" || cfg.Tracing.SampleRatio != 1 {
+		t.Fatalf("tracing defaults: %+v", cfg.Tracing)
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	Register(fs)
+	if err := fs.Parse([]string{"--hs2", "127.0.0.1:1", "--trace-exporter", "otlp", "--trace-sample-ratio", "0.5"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"HIVEQD_TRACE_ENDPOINT": "https://collector:4317", "HIVEQD_TRACE_EXPORTER": "stdout"}
+	cfg, err := FromFlags(fs, "", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Tracing{Exporter: "otlp", Endpoint: "https://collector:4317", SampleRatio: 0.5}); cfg.Tracing != want {
+		t.Fatalf("tracing %+v, want %+v", cfg.Tracing, want)
 	}
 }

@@ -76,6 +76,17 @@ func integer(set func(*Config, int)) func(*Config, string) error {
 	}
 }
 
+func float(set func(*Config, float64)) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return err
+		}
+		set(c, f)
+		return nil
+	}
+}
+
 // Settings are the serve command's overrides, in help order.
 var Settings = []Setting{
 	{"listen", "gRPC listen address", str(func(c *Config, v string) { c.Listen = v })},
@@ -123,6 +134,10 @@ var Settings = []Setting{
 	{"auth-service-principal", "principal of every call when authentication is off", str(func(c *Config, v string) { c.Security.ServicePrincipal = v })},
 	{"log-level", "debug | info | warn | error", str(func(c *Config, v string) { c.Log.Level = v })},
 	{"log-format", "text | json", str(func(c *Config, v string) { c.Log.Format = v })},
+	{"trace-exporter", "OpenTelemetry span exporter: none | stdout | otlp", str(func(c *Config, v string) { c.Tracing.Exporter = v })},
+	{"trace-endpoint", "OTLP gRPC collector URL, http://host:4317 (plaintext) or https://... (default: OTEL_EXPORTER_OTLP_* variables)",
+		str(func(c *Config, v string) { c.Tracing.Endpoint = v })},
+	{"trace-sample-ratio", "share of new traces sampled, 0..1 (callers' sampling decisions are kept)", float(func(c *Config, f float64) { c.Tracing.SampleRatio = f })},
 }
 
 // Register adds --config and every Setting to fs; FromFlags then builds the

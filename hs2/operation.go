@@ -159,6 +159,12 @@ func (o *Operation) Schema(ctx context.Context) (Schema, error) {
 // batch with Rows == 0 is the end of the result: HS2 reports
 // hasMoreRows=false on every batch, so only an empty batch tells.
 func (o *Operation) Fetch(ctx context.Context, maxRows int) (*Batch, error) {
+	return o.fetch(ctx, maxRows, 0)
+}
+
+// fetch is Fetch, sending a request ahead for next rows when next > 0 on
+// the binary transports (FetchAhead).
+func (o *Operation) fetch(ctx context.Context, maxRows, next int) (*Batch, error) {
 	if maxRows < 1 || maxRows > MaxFetchRows {
 		return nil, fmt.Errorf("hs2: fetch size %d out of range 1..%d", maxRows, MaxFetchRows)
 	}
@@ -170,16 +176,21 @@ func (o *Operation) Fetch(ctx context.Context, maxRows int) (*Batch, error) {
 	if o.done {
 		return &Batch{StartRow: o.next}, nil
 	}
-	req := &hiveserver.TFetchResultsReq{OperationHandle: o.h, Orientation: hiveserver.TFetchOrientation_FETCH_NEXT, MaxRows: int64(maxRows)}
 	var resp *hiveserver.TFetchResultsResp
-	err := o.s.call(ctx, "FetchResults", false, func(ctx context.Context) (*hiveserver.TStatus, error) {
-		var err error
-		resp, err = o.s.client.FetchResults(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		return resp.Status, nil
-	})
+	var err error
+	if o.s.pipelines() {
+		resp, err = o.s.fetchPipelined(ctx, o, maxRows, next)
+	} else {
+		req := &hiveserver.TFetchResultsReq{OperationHandle: o.h, Orientation: hiveserver.TFetchOrientation_FETCH_NEXT, MaxRows: int64(maxRows)}
+		err = o.s.call(ctx, "FetchResults", false, func(ctx context.Context) (*hiveserver.TStatus, error) {
+			var err error
+			resp, err = o.s.client.FetchResults(ctx, req)
+			if err != nil {
+				return nil, err
+			}
+			return resp.Status, nil
+		})
+	}
 	if err != nil {
 		return nil, err
 	}

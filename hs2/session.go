@@ -109,6 +109,13 @@ type Session struct {
 	handle   *hiveserver.TSessionHandle
 	protocol hiveserver.TProtocolVersion
 
+	// proto is the Thrift protocol on tr; seq numbers the requests sent
+	// ahead and ahead is the one whose answer is unread (pipeline.go);
+	// both under lock.
+	proto thrift.TProtocol
+	seq   int32
+	ahead *fetchAhead
+
 	lock   chan struct{} // held for the length of a call
 	broken atomic.Bool
 	closed atomic.Bool // set under lock
@@ -135,6 +142,7 @@ func Open(ctx context.Context, ep Endpoint, opts Options, sc SessionConfig) (*Se
 	conf := thrift.TConfiguration{MaxMessageSize: maxMessageSize}
 	proto := thrift.NewTBinaryProtocolConf(tr, &conf)
 	s.client = hiveserver.NewTCLIServiceClientProtocol(tr, proto, proto)
+	s.proto = proto
 
 	req := &hiveserver.TOpenSessionReq{
 		ClientProtocol: requestProtocol,
@@ -370,6 +378,9 @@ type callOpts struct {
 	sessionLevel bool
 	// evenIfBroken: CloseSession over HTTP after a failed request.
 	evenIfBroken bool
+	// keepAhead: this call reads the answer to the request sent ahead
+	// for this operation; any other call drops that answer first.
+	keepAhead *Operation
 }
 
 // call runs one Thrift call under the session lock. fn returns the reply's
@@ -410,6 +421,12 @@ func (s *Session) callLocked(ctx context.Context, name string, o callOpts, fn fu
 		s.inflightMu.Unlock()
 	}()
 
+	if s.opts.Observe != nil {
+		fn = observed(s.opts.Observe, s.server, name, fn)
+	}
+	if s.ahead != nil && s.ahead.op != o.keepAhead {
+		fn = s.dropAhead(fn)
+	}
 	disarm := s.tr.arm(cctx)
 	st, err := fn(cctx)
 	disarm()

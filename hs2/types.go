@@ -70,6 +70,9 @@ type Options struct {
 	// Clock paces Operation.Wait's back-off and HTTP cookie expiry; nil is
 	// the real clock.
 	Clock Clock
+	// Observe, when set, sees every Thrift call (metrics, trace spans);
+	// nil costs nothing.
+	Observe ObserveFunc
 }
 
 // SessionConfig is what makes sessions different; the pool keys on it.

@@ -158,10 +158,10 @@ func (q *queryRun) try(ctx context.Context, cur *routing.Current) (err error) {
 		// once. Otherwise release in the background so that the client
 		// hears of the cancel or failure now.
 		if err == nil {
-			a.release()
+			a.release(true)
 			return
 		}
-		q.e.background(a.release)
+		q.e.background(func() { a.release(false) })
 	}()
 	if err := q.status(StateSubmitted, ""); err != nil {
 		return err
@@ -408,6 +408,13 @@ func (a *attempt) fetcher(out chan<- fetched, quit <-chan struct{}) {
 	limits := q.e.limits
 	rows := int64(0)
 	size := q.req.FetchSize
+	// ahead is the size of the request sent ahead of the one being read
+	// (0: none). Once a batch came back full, each fetch sends the request
+	// for the batch after it first (hs2 FetchAhead), so that HS2 builds
+	// batch k+1 while batch k is decoded here; a short first batch (a small
+	// result) costs no extra request.
+	ahead := 0
+	pipeline := false
 	for {
 		select {
 		case <-quit:
@@ -422,7 +429,19 @@ func (a *attempt) fetcher(out chan<- fetched, quit <-chan struct{}) {
 			}
 			n = int(min(int64(n), left))
 		}
-		b, err := a.op.Fetch(a.call, n)
+		asked := n
+		if ahead > 0 {
+			asked = ahead // what the request ahead asked for
+		}
+		next := 0
+		if pipeline {
+			next = size
+			if q.maxRows > 0 {
+				next = int(max(min(int64(next), q.maxRows-rows-int64(asked)), 0))
+			}
+		}
+		b, err := a.op.FetchAhead(a.call, n, next)
+		ahead = next
 		select {
 		case out <- fetched{b, err}:
 		case <-quit:
@@ -430,6 +449,9 @@ func (a *attempt) fetcher(out chan<- fetched, quit <-chan struct{}) {
 		}
 		if err != nil || b.Rows == 0 {
 			return
+		}
+		if rows == 0 {
+			pipeline = b.Rows >= asked
 		}
 		rows += int64(b.Rows)
 		// Wide rows: ask for fewer next time so one answer stays near
@@ -453,8 +475,9 @@ func (q *queryRun) limitNote() string {
 // release gives back what the attempt holds once its calls are done: every
 // exit path cancels the operation if it still runs, closes it and returns
 // the session to the pool (which closes it if broken), with a fresh
-// bounded context.
-func (a *attempt) release() {
+// bounded context. ended says the query finished normally: its calls
+// have all returned.
+func (a *attempt) release(ended bool) {
 	q := a.q
 	timeout := q.e.cfg.CleanupTimeout
 	lost := a.lost()
@@ -469,7 +492,11 @@ func (a *attempt) release() {
 	a.opMu.Lock()
 	op := a.liveOp
 	a.opMu.Unlock()
-	if op != nil && !lost {
+	// A query that ended normally has no call in flight, though the
+	// goroutine of its last one may not have exited yet: interrupting then
+	// (a new connection to HS2 and a CancelOperation) was most of a small
+	// query's cost.
+	if op != nil && !lost && !ended {
 		select {
 		case <-idle:
 		default:

@@ -11,12 +11,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -25,11 +27,13 @@ import (
 	"github.com/hiveqd/hiveqd/cluster"
 	"github.com/hiveqd/hiveqd/config"
 	"github.com/hiveqd/hiveqd/hs2"
+	"github.com/hiveqd/hiveqd/metrics"
 	"github.com/hiveqd/hiveqd/query"
 	"github.com/hiveqd/hiveqd/registry"
 	"github.com/hiveqd/hiveqd/routing"
 	"github.com/hiveqd/hiveqd/service"
 	"github.com/hiveqd/hiveqd/tlsutil"
+	"github.com/hiveqd/hiveqd/tracing"
 )
 
 // Options are what the process around a replica provides.
@@ -43,6 +47,12 @@ type Options struct {
 	// ServerOptions are added after hiveqd's own (logging, recovery,
 	// authentication, TLS).
 	ServerOptions []grpc.ServerOption
+	// MetricsListener, when set, serves /metrics instead of listening on
+	// cfg.MetricsListen.
+	MetricsListener net.Listener
+	// SpanExporter, when set, receives trace spans whatever
+	// cfg.Tracing.Exporter says (tests).
+	SpanExporter sdktrace.SpanExporter
 }
 
 // peerCredentials are how a follower reaches the leader to forward an admin
@@ -69,6 +79,15 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	tr, err := tracing.New(ctx, tracing.Options{Config: cfg.Tracing, ReplicaID: cfg.ReplicaID, Cluster: cfg.Cluster, Exporter: opts.SpanExporter})
+	if err != nil {
+		return err
+	}
+	defer shutdownTracing(tr, log)
+	if tr != nil {
+		log = slog.New(tracing.LogHandler(log.Handler()))
+	}
+	engineLog := log // the engine adds the replica to its query logs itself
 	log = log.With("replica", cfg.ReplicaID)
 
 	lis := opts.Listener
@@ -79,6 +98,15 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		}
 	}
 	defer lis.Close()
+	mlis, err := metricsListener(cfg, opts)
+	if err != nil {
+		return err
+	}
+	var mets *metrics.Metrics
+	if mlis != nil {
+		defer mlis.Close()
+		mets = metrics.New(metrics.Config{Connectors: connectorNames(cfg)})
+	}
 	addr := lis.Addr().String()
 	advertise := cfg.AdvertiseAddr
 	if advertise == "" || strings.HasSuffix(advertise, ":0") {
@@ -89,6 +117,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	connectors, engineConnectors, err := buildConnectors(cfg, log)
 	if err != nil {
 		return err
+	}
+	observeHS2(engineConnectors, mets, tr)
+	if mets != nil {
+		table.OnSwitch(mets.OnSwitch)
 	}
 	coord, err := buildCoordinator(cfg, table, connectors, advertise, log)
 	if err != nil {
@@ -108,7 +140,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			MaxBatchBytes:     cfg.Limits.MaxBatchBytes,
 			MaxBatchRows:      cfg.Limits.DefaultFetchSize,
 		},
-		Logger: log,
+		Logger: engineLog,
 	})
 	if err != nil {
 		return err
@@ -127,11 +159,15 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			p, _ := authn.FromContext(ctx)
 			return p.Name
 		},
+		Observe: service.Observers(mets.QueryObserver(), tr.QueryObserver()),
 	})
 	if err != nil {
 		return err
 	}
-	serverOpts := append(service.ServerOptions(log), auth.ServerOptions()...)
+	// Metrics and tracing first: they see every call, refused ones too.
+	serverOpts := append(mets.ServerOptions(), tr.ServerOptions()...)
+	serverOpts = append(serverOpts, service.ServerOptions(log)...)
+	serverOpts = append(serverOpts, auth.ServerOptions()...)
 	if serverTLS != nil {
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(serverTLS)))
 	}
@@ -146,14 +182,16 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Coordinator: coord,
 		ReplicaID:   cfg.ReplicaID,
 		DialLeader: func(ctx context.Context, addr string) (*grpc.ClientConn, error) {
-			return grpc.NewClient(addr, grpc.WithTransportCredentials(peerCreds))
+			return grpc.NewClient(addr, append(tr.DialOptions(), grpc.WithTransportCredentials(peerCreds))...)
 		},
 	}).Register(gs)
+	mets.InitializeServer(gs)
+	mets.Watch(metrics.Sources{Engine: engine, Coordinator: coord})
 
 	coordCtx, stopCoord := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCoord()
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -167,6 +205,18 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			errc <- fmt.Errorf("grpc: %w", err)
 		}
 	}()
+	var metricsSrv *http.Server
+	if mlis != nil {
+		metricsSrv = &http.Server{Handler: metricsMux(mets), ReadHeaderTimeout: 10 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := metricsSrv.Serve(mlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics: %w", err)
+			}
+		}()
+		log.Info("metrics serving", "addr", mlis.Addr().String(), "path", "/metrics")
+	}
 	log.Info("hiveqd serving", "addr", addr, "coordination", cfg.Coordination, "cluster", cfg.Cluster,
 		"connectors", len(cfg.Connectors), "default_connector", cfg.DefaultConnector)
 	if opts.Ready != nil {
@@ -195,6 +245,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		<-stopped
 	}
 	svc.Close()
+	stopMetrics(metricsSrv, log)
 	wg.Wait()
 	log.Info("hiveqd stopped")
 	return runErr

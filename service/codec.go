@@ -24,6 +24,14 @@ func newLenientCodec() encoding.CodecV2 {
 	return lenientCodec{encoding.GetCodecV2(grpcproto.Name)}
 }
 
+// Marshal encodes batches by hand (marshalBatch), the rest as proto does.
+func (c lenientCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if m, ok := v.(*batchMsg); ok {
+		return marshalBatch(m.b), nil
+	}
+	return c.CodecV2.Marshal(v)
+}
+
 func (c lenientCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	err := c.CodecV2.Unmarshal(data, v)
 	if err == nil {

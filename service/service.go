@@ -37,6 +37,8 @@ type Config struct {
 	// and per-user limits); nil: every caller is "".
 	UserFromContext func(context.Context) string
 	Logger          *slog.Logger
+	// Observe, when set, follows every Execute call (metrics, tracing).
+	Observe ObserveFunc
 }
 
 // Service implements hiveq.v1.QueryService and owns the health server.
@@ -48,6 +50,8 @@ type Service struct {
 	user   func(context.Context) string
 	log    *slog.Logger
 	health *health.Server
+	// observeFn is Config.Observe.
+	observeFn ObserveFunc
 
 	mu      sync.Mutex
 	serving bool // the SetServing hook
@@ -70,6 +74,7 @@ func New(cfg Config) (*Service, error) {
 		serving: true,
 		stop:    make(chan struct{}),
 	}
+	s.observeFn = cfg.Observe
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -155,10 +160,15 @@ func (s *Service) Execute(req *hiveqv1.ExecuteRequest, stream grpc.ServerStreami
 		MaxRows:   req.GetMaxRows(),
 		User:      s.user(ctx),
 	}
-	err := s.engine.Execute(ctx, qreq, func(ev query.Event) error {
+	emit, done := s.observe(ctx, req.GetConnector(), func(ev query.Event) error {
+		if ev.Kind == query.EventBatch {
+			// The codec encodes batches straight from hs2 (batchcodec.go).
+			return stream.SendMsg(&batchMsg{b: ev.Batch})
+		}
 		return stream.Send(toResponse(ev))
 	})
-	return toStatus(err)
+	err := s.engine.Execute(ctx, qreq, emit)
+	return done(toStatus(err))
 }
 
 // Cancel cancels a query running on this replica.

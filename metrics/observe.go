@@ -1,0 +1,123 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
+
+	hiveqv1 "github.com/hiveqd/hiveqd/gen/hiveq/v1"
+	"github.com/hiveqd/hiveqd/hs2"
+	"github.com/hiveqd/hiveqd/query"
+	"github.com/hiveqd/hiveqd/service"
+)
+
+// HS2Observer is the hs2.Options.Observe hook of one connector's query
+// sessions: call latency and failures.
+func (m *Metrics) HS2Observer(connector string) hs2.ObserveFunc {
+	if m == nil {
+		return nil
+	}
+	connector = m.connector(connector)
+	return func(ctx context.Context, call, _ string) func(error) {
+		start := time.Now()
+		return func(err error) {
+			observe(m.hs2Latency.WithLabelValues(connector, call), since(start), ctx)
+			if err != nil {
+				m.hs2Errors.WithLabelValues(connector, call, errorKind(err)).Inc()
+			}
+		}
+	}
+}
+
+// errorKind classes an HS2 call's error for hs2_call_errors_total.
+func errorKind(err error) string {
+	var se *hs2.ServerError
+	var ae *hs2.AuthError
+	switch {
+	case errors.As(err, &se):
+		return "server"
+	case errors.As(err, &ae):
+		return "auth"
+	case errors.Is(err, context.Canceled):
+		return "canceled" // the query ended, or the server was replaced
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	}
+	return "transport"
+}
+
+// QueryObserver is the service.Config.Observe hook: queries by outcome,
+// rows and bytes streamed.
+func (m *Metrics) QueryObserver() service.ObserveFunc {
+	if m == nil {
+		return nil
+	}
+	return func(ctx context.Context, connector string) service.QueryObserver {
+		connector = m.connector(connector)
+		if sb, _ := ctx.Value(streamBytesKey{}).(*streamBytes); sb != nil {
+			sb.c.Store(counterRef{m.bytes.WithLabelValues(connector)})
+		}
+		return &queryObserver{m: m, ctx: ctx, connector: connector, rows: m.rows.WithLabelValues(connector)}
+	}
+}
+
+type queryObserver struct {
+	m         *Metrics
+	ctx       context.Context
+	connector string
+	rows      prometheus.Counter
+}
+
+func (o *queryObserver) Sent(ev query.Event) {
+	if ev.Kind == query.EventBatch && ev.Batch != nil {
+		o.rows.Add(float64(ev.Batch.Rows))
+	}
+}
+
+func (o *queryObserver) Done(code codes.Code) {
+	c := o.m.queries.WithLabelValues(o.connector, code.String())
+	if ex := exemplar(o.ctx); ex != nil {
+		c.(prometheus.ExemplarAdder).AddWithExemplar(1, ex)
+		return
+	}
+	c.Inc()
+}
+
+// bytesHandler counts the wire bytes of Execute responses. The stream's
+// connector is only known once its request is read, so TagRPC leaves a
+// slot in the context that the query observer fills.
+type bytesHandler struct{}
+
+type streamBytesKey struct{}
+
+type counterRef struct{ prometheus.Counter }
+
+type streamBytes struct{ c atomic.Value } // counterRef
+
+func (bytesHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	if info.FullMethodName != hiveqv1.QueryService_Execute_FullMethodName {
+		return ctx
+	}
+	return context.WithValue(ctx, streamBytesKey{}, &streamBytes{})
+}
+
+func (bytesHandler) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	p, ok := s.(*stats.OutPayload)
+	if !ok {
+		return
+	}
+	if sb, _ := ctx.Value(streamBytesKey{}).(*streamBytes); sb != nil {
+		if c, ok := sb.c.Load().(counterRef); ok {
+			c.Add(float64(p.WireLength))
+		}
+	}
+}
+
+func (bytesHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+func (bytesHandler) HandleConn(context.Context, stats.ConnStats) {}
