@@ -61,13 +61,17 @@ type core struct {
 	fresh     time.Duration // how old a successful probe may be to switch to it
 	intn      func(int) int
 
-	started  time.Time
-	synced   bool
-	status   Status
-	order    []hs2.Endpoint // registered endpoints, oldest registration first
-	hs       map[hs2.Endpoint]*health
-	current  *hs2.Endpoint
-	lastPub  *Choice
+	started time.Time
+	synced  bool
+	status  Status
+	order   []hs2.Endpoint // registered endpoints, oldest registration first
+	hs      map[hs2.Endpoint]*health
+	current *hs2.Endpoint
+	lastPub *Choice
+	// noneKey is what the last "no server" choice was made from; while it
+	// holds, the choice is not published again: every publication is a new
+	// epoch, and a changed error text is no new incident.
+	noneKey  string
 	failover *failoverReq
 	events   []string // log lines for the driver
 }
@@ -359,10 +363,18 @@ func (c *core) step(now time.Time) (probes []hs2.Endpoint, pub *Choice, wake tim
 		reason = why + "; " + reason
 	}
 	c.current = nil
-	if c.lastPub != nil && c.lastPub.Endpoint == nil && c.lastPub.Reason == reason {
+	key := c.noneSituation()
+	if c.lastPub != nil && c.lastPub.Endpoint == nil && c.noneKey == key {
 		return nil, nil, c.nextCooldownEnd(now)
 	}
+	c.noneKey = key
 	return nil, c.publish(nil, reason, drain, now), c.nextCooldownEnd(now)
+}
+
+// noneSituation identifies what "no server" was concluded from: the
+// registered servers and whether the registry itself could be read.
+func (c *core) noneSituation() string {
+	return fmt.Sprint(c.order, c.status.Skipped, c.status.Err != "")
 }
 
 func (c *core) describe(h *health, n int) string {

@@ -178,7 +178,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
+	stopping := make(chan struct{})
 	service.NewCluster(service.ClusterConfig{
+		Stopping:    stopping,
 		Coordinator: coord,
 		ReplicaID:   cfg.ReplicaID,
 		DialLeader: func(ctx context.Context, addr string) (*grpc.ClientConn, error) {
@@ -231,6 +233,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	log.Info("hiveqd shutting down", "grace", cfg.ShutdownGrace, "running", engine.Running())
 	stopCoord() // resign first: the next leader need not wait for our streams
 	svc.SetServing(false)
+	close(stopping)
 	graceCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	if err := engine.Close(graceCtx); err != nil {
 		log.Warn("streams cancelled at the end of the grace period", "err", err)

@@ -32,6 +32,9 @@ type ClusterConfig struct {
 	// DialLeader opens a client to the leader's address for forwarded
 	// Failover calls (it must carry this deployment's TLS settings).
 	DialLeader func(ctx context.Context, addr string) (*grpc.ClientConn, error)
+	// Stopping, once closed, ends WatchTopology streams with UNAVAILABLE,
+	// so that a graceful stop need not wait for watchers.
+	Stopping <-chan struct{}
 }
 
 // ClusterService implements hiveq.v1.ClusterService.
@@ -53,12 +56,25 @@ func (c *ClusterService) GetTopology(ctx context.Context, _ *hiveqv1.GetTopology
 
 // WatchTopology streams the topology now and after every change.
 func (c *ClusterService) WatchTopology(_ *hiveqv1.WatchTopologyRequest, stream grpc.ServerStreamingServer[hiveqv1.WatchTopologyResponse]) error {
-	for t := range c.cfg.Coordinator.WatchTopology(stream.Context()) {
-		if err := stream.Send(&hiveqv1.WatchTopologyResponse{Topology: TopologyProto(t)}); err != nil {
-			return err
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	updates := c.cfg.Coordinator.WatchTopology(ctx)
+	for {
+		select {
+		case <-c.cfg.Stopping:
+			return status.Error(codes.Unavailable, "replica shutting down: watch another replica")
+		case t, ok := <-updates:
+			if !ok {
+				if err := stream.Context().Err(); err != nil {
+					return status.FromContextError(err).Err()
+				}
+				return status.Error(codes.Unavailable, "topology watch ended")
+			}
+			if err := stream.Send(&hiveqv1.WatchTopologyResponse{Topology: TopologyProto(t)}); err != nil {
+				return err
+			}
 		}
 	}
-	return stream.Context().Err()
 }
 
 // Failover moves a connector off its server, on the leader.
