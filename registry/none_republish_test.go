@@ -5,18 +5,12 @@ import (
 	"time"
 )
 
-// Regression, found by the chaos suite (tests/chaos): when the only registered HS2
-// fails, the core publishes "no server" twice within one probe interval —
-// first with the reason "X failed 2 health checks in a row; all 1
-// registered HiveServer2 failed ...", then, on the next step, with the same
-// reason minus that prefix (core.go:358-365 compares the reason text to
-// skip republishing). Every publication is a new epoch in etcd, so one HS2
-// incident costs "none" twice: watchers see a failover that did not
-// happen. The same happens when only the error text of the dead server
-// changes (e.g. "connection refused" becomes "i/o timeout").
-//
-
-func TestBugNoneRepublishedWhenOnlyTheReasonChanges(t *testing.T) {
+// Found by the chaos suite: when the only registered HS2 failed, "no
+// server" was published twice in one probe interval (first with the
+// failed-health-checks prefix in its reason, then without), and again
+// whenever only the dead server's error text changed. Every publication is
+// a new epoch, so watchers saw failovers that did not happen.
+func TestNoneNotRepublishedWhenOnlyTheReasonChanges(t *testing.T) {
 	h := newHarness(t, SelectorConfig{}, nil)
 	h.update(Status{}, cand(1, 1))
 	h.answer(ep(1), nil, time.Millisecond)
