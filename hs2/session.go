@@ -140,7 +140,7 @@ func Open(ctx context.Context, ep Endpoint, opts Options, sc SessionConfig) (*Se
 	sc.Conf = maps.Clone(sc.Conf)
 	s := &Session{ep: ep, opts: opts, sc: sc, server: ep.Addr(), tr: tr, lock: make(chan struct{}, 1)}
 	conf := thrift.TConfiguration{MaxMessageSize: maxMessageSize}
-	proto := thrift.NewTBinaryProtocolConf(tr, &conf)
+	proto := newProtocol(tr, &conf)
 	s.client = hiveserver.NewTCLIServiceClientProtocol(tr, proto, proto)
 	s.proto = proto
 

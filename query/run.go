@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hiveqd/hiveqd/hs2"
@@ -59,6 +60,10 @@ type attempt struct {
 	// poll, a slow fetch) finishes; cleanup waits for them before it
 	// cancels and closes the operation on the same session.
 	calls sync.WaitGroup
+	// work feeds the attempt's worker goroutine (run); only the query's
+	// goroutine sends, and release closes it once the calls are done.
+	work       chan func()
+	workerIdle atomic.Bool
 
 	pool   *hs2.Pool
 	sess   *hs2.Session   // set by a call goroutine
@@ -69,6 +74,14 @@ type attempt struct {
 	opMu     sync.Mutex
 	liveOp   *hs2.Operation
 	accepted bool // HS2 accepted the statement: it must not be re-run
+	released bool // release ran (the query succeeded)
+}
+
+// streamEnd is how a successful result ends: the last batch, held back
+// so that it leaves with FINISHED, and FINISHED's message.
+type streamEnd struct {
+	tail *hs2.Batch
+	note string
 }
 
 // retryable marks a failure before HS2 accepted the statement.
@@ -150,6 +163,9 @@ func (q *queryRun) try(ctx context.Context, cur *routing.Current) (err error) {
 	a := &attempt{q: q, cur: cur, ctx: ctx, log: q.log.With("server", q.server, "epoch", q.epoch)}
 	a.call, a.abort = context.WithCancelCause(context.WithoutCancel(ctx))
 	defer func() {
+		if a.released {
+			return
+		}
 		if a.pool == nil {
 			a.abort(nil)
 			return
@@ -205,7 +221,20 @@ func (q *queryRun) try(ctx context.Context, cur *routing.Current) (err error) {
 	}
 	a.accepted = true
 	a.log.Debug("statement accepted")
-	return a.stream()
+	last, err := a.stream()
+	if err != nil {
+		return err
+	}
+	// The result is complete: give the operation and session back first,
+	// then send the held-back last batch and FINISHED, which thus leave
+	// with the stream's end in one write instead of three (for a small
+	// query most of what hiveqd adds is per-message writes and wake-ups).
+	a.release(true)
+	a.released = true
+	if err := q.emitBatch(last.tail); err != nil {
+		return err
+	}
+	return q.finish(last.note)
 }
 
 // call runs one HS2 call on its own goroutine and waits for it, for the
@@ -217,12 +246,10 @@ func call[T any](a *attempt, fn func(ctx context.Context) (T, error)) (T, error)
 		err error
 	}
 	done := make(chan result, 1)
-	a.calls.Add(1)
-	go func() {
-		defer a.calls.Done()
+	a.run(func() {
 		v, err := fn(a.call)
 		done <- result{v, err}
-	}()
+	})
 	var zero T
 	select {
 	case r := <-done:
@@ -231,6 +258,42 @@ func call[T any](a *attempt, fn func(ctx context.Context) (T, error)) (T, error)
 		return zero, a.classify(a.ctx.Err())
 	case <-a.cur.Lost():
 		return zero, a.classify(errLost)
+	}
+}
+
+// run runs f, counted in a.calls, on the attempt's worker goroutine when
+// that is idle, else on a new one. An attempt's calls follow one another,
+// so they share one goroutine and its stack: Thrift calls run deep, and
+// growing a fresh stack for every HS2 call was a visible part of a small
+// query's CPU. A call left running (the query ended first) keeps the
+// worker busy; later ones, if any, get their own goroutine.
+func (a *attempt) run(f func()) {
+	a.calls.Add(1)
+	job := func() {
+		defer a.calls.Done()
+		f()
+	}
+	switch {
+	case a.work == nil:
+		a.work = make(chan func())
+		go a.worker(job)
+	case a.workerIdle.Load():
+		a.work <- job // the worker is at, or about to reach, its receive
+	default:
+		go job()
+	}
+}
+
+// worker runs jobs until release closes a.work.
+func (a *attempt) worker(job func()) {
+	for {
+		job()
+		a.workerIdle.Store(true)
+		var ok bool
+		if job, ok = <-a.work; !ok {
+			return
+		}
+		a.workerIdle.Store(false)
 	}
 }
 
@@ -265,25 +328,28 @@ func (a *attempt) lost() bool {
 	}
 }
 
-// stream waits for HS2 to finish the statement and streams its result.
-func (a *attempt) stream() error {
+// stream waits for HS2 to finish the statement and streams its result,
+// all but the last batch (see try).
+func (a *attempt) stream() (streamEnd, error) {
 	q := a.q
 	st, err := a.wait()
 	if err != nil {
-		return err
+		return streamEnd{}, err
 	}
 	if !st.HasResultSet && !a.op.HasResultSet() {
-		return q.finish("")
+		return streamEnd{}, nil
 	}
-	if err := q.status(StateStreaming, ""); err != nil {
-		return err
-	}
+	// STREAMING goes out with the schema, one HS2 call later, so that the
+	// two share a write.
 	schema, err := call(a, a.op.Schema)
 	if err != nil {
-		return a.classify(err)
+		return streamEnd{}, a.classify(err)
+	}
+	if err := q.status(StateStreaming, ""); err != nil {
+		return streamEnd{}, err
 	}
 	if err := q.send(Event{Kind: EventSchema, Schema: schema}); err != nil {
-		return err
+		return streamEnd{}, err
 	}
 	return a.fetchAll()
 }
@@ -348,57 +414,73 @@ func (a *attempt) wait() (hs2.Status, error) {
 }
 
 type fetched struct {
-	b   *hs2.Batch
-	err error
+	b     *hs2.Batch
+	err   error
+	asked int // rows the request asked for
 }
 
 // fetchAll streams the result: a fetcher goroutine reads batch k+1 while
 // batch k is emitted; a blocked emit blocks the fetcher (backpressure).
-func (a *attempt) fetchAll() error {
+// A batch shorter than asked for is likely the last: it is held until the
+// next answer says whether it is, and the last one is returned, not sent.
+func (a *attempt) fetchAll() (streamEnd, error) {
 	q := a.q
 	results := make(chan fetched, fetchAhead)
 	quit := make(chan struct{})
-	a.calls.Add(1)
-	go func() {
-		defer a.calls.Done()
-		a.fetcher(results, quit)
-	}()
+	a.run(func() { a.fetcher(results, quit) })
 	defer close(quit) // release waits for the fetcher to see it
-	batchRows := min(q.e.limits.MaxBatchRows, q.req.FetchSize)
+	var held *hs2.Batch
 	for {
 		var r fetched
 		var ok bool
 		select {
 		case r, ok = <-results:
 		case <-a.ctx.Done():
-			return a.classify(a.ctx.Err())
+			return streamEnd{}, a.classify(a.ctx.Err())
 		case <-a.cur.Lost():
-			return a.classify(errLost)
+			return streamEnd{}, a.classify(errLost)
 		}
 		if !ok { // the fetcher stopped at maxRows
-			return q.finish(q.limitNote())
+			return streamEnd{tail: held, note: q.limitNote()}, nil
 		}
+		if r.err == nil && r.b.Rows == 0 {
+			return streamEnd{tail: held}, nil
+		}
+		// Not the end: what was held goes out now.
+		if err := q.emitBatch(held); err != nil {
+			return streamEnd{}, err
+		}
+		held = nil
 		if r.err != nil {
-			return a.classify(r.err)
+			return streamEnd{}, a.classify(r.err)
 		}
 		b := r.b
-		if b.Rows == 0 {
-			return q.finish("")
-		}
 		if q.maxRows > 0 && q.rows+int64(b.Rows) > q.maxRows {
 			b = subBatch(b, 0, int(q.maxRows-q.rows))
 		}
-		err := sliceBatch(b, batchRows, q.e.limits.MaxBatchBytes, func(sb *hs2.Batch) error {
-			if err := q.send(Event{Kind: EventBatch, Batch: sb}); err != nil {
-				return err
-			}
-			q.rows += int64(sb.Rows)
-			return nil
-		})
-		if err != nil {
-			return err
+		if b.Rows < r.asked {
+			held = b
+			continue
+		}
+		if err := q.emitBatch(b); err != nil {
+			return streamEnd{}, err
 		}
 	}
+}
+
+// emitBatch sends b (nil: nothing) in slices of at most the batch limits.
+func (q *queryRun) emitBatch(b *hs2.Batch) error {
+	if b == nil {
+		return nil
+	}
+	batchRows := min(q.e.limits.MaxBatchRows, q.req.FetchSize)
+	return sliceBatch(b, batchRows, q.e.limits.MaxBatchBytes, func(sb *hs2.Batch) error {
+		if err := q.send(Event{Kind: EventBatch, Batch: sb}); err != nil {
+			return err
+		}
+		q.rows += int64(sb.Rows)
+		return nil
+	})
 }
 
 // fetcher reads batches until the end, maxRows, an error or quit.
@@ -443,7 +525,7 @@ func (a *attempt) fetcher(out chan<- fetched, quit <-chan struct{}) {
 		b, err := a.op.FetchAhead(a.call, n, next)
 		ahead = next
 		select {
-		case out <- fetched{b, err}:
+		case out <- fetched{b, err, asked}:
 		case <-quit:
 			return
 		}
@@ -485,17 +567,25 @@ func (a *attempt) release(ended bool) {
 		a.abort(errLost) // the server failed: do not wait on its calls
 	}
 	idle := make(chan struct{})
-	go func() {
+	if ended && !lost {
+		// No call is in flight, though the goroutine of the last one may
+		// not be done yet: wait for that, no more (interrupting here, a new
+		// connection to HS2 and a CancelOperation, was most of a small
+		// query's cost).
 		a.calls.Wait()
 		close(idle)
-	}()
+	} else {
+		go func() {
+			a.calls.Wait()
+			close(idle)
+		}()
+	}
+	if a.work != nil {
+		defer close(a.work) // after the calls: nothing sends any more
+	}
 	a.opMu.Lock()
 	op := a.liveOp
 	a.opMu.Unlock()
-	// A query that ended normally has no call in flight, though the
-	// goroutine of its last one may not have exited yet: interrupting then
-	// (a new connection to HS2 and a CancelOperation) was most of a small
-	// query's cost.
 	if op != nil && !lost && !ended {
 		select {
 		case <-idle:
@@ -512,10 +602,14 @@ func (a *attempt) release(ended bool) {
 	}
 	select {
 	case <-idle:
-	case <-q.e.clock.After(timeout):
-		a.log.Warn("HiveServer2 call still in flight at cleanup; dropping its connection", "waited", timeout)
-		a.abort(errors.New("cleanup timeout"))
-		<-idle
+	default:
+		select {
+		case <-idle:
+		case <-q.e.clock.After(timeout):
+			a.log.Warn("HiveServer2 call still in flight at cleanup; dropping its connection", "waited", timeout)
+			a.abort(errors.New("cleanup timeout"))
+			<-idle
+		}
 	}
 	a.abort(nil)
 	if a.sess == nil {
