@@ -1,9 +1,12 @@
 package registry
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"sort"
 	"strings"
 	"time"
@@ -37,6 +40,9 @@ type health struct {
 	okAt      time.Time
 	lastProbe time.Time
 	lastErr   string
+	// slowOnly: every failure of the current run timed out (a busy server
+	// looks like that), none was refused or reset.
+	slowOnly  bool
 	downUntil time.Time
 	inflight  bool
 	lastStart time.Time
@@ -171,6 +177,7 @@ func (c *core) probeDone(ep hs2.Endpoint, err error, now time.Time) {
 	}
 	h.fails++
 	h.lastErr = err.Error()
+	h.slowOnly = isTimeout(err) && (h.fails == 1 || h.slowOnly)
 	if !isCurrent || h.fails >= c.threshold {
 		h.downUntil = now.Add(c.cooldown)
 		c.logf("%s failed health check (%d in a row), down until %s: %v", ep, h.fails, h.downUntil.Format(time.RFC3339Nano), err)
@@ -358,6 +365,15 @@ func (c *core) step(now time.Time) (probes []hs2.Endpoint, pub *Choice, wake tim
 			return c.step(now) // the current server is fine: it stays
 		}
 	}
+	if cur := c.current; cur != nil && exclude == nil {
+		if h := c.hs[*cur]; h != nil && h.cand.Active && h.slowOnly {
+			// Probes only timed out and nothing else answers: a saturated
+			// but working server beats no server at all. It is probed
+			// again when its cooldown ends.
+			c.logf("keeping %s: its health checks timed out but no other HiveServer2 is healthy", cur)
+			return probes, nil, minTime(h.downUntil, c.nextCooldownEnd(now))
+		}
+	}
 	reason := c.unavailable(now, nil)
 	if why != "" {
 		reason = why + "; " + reason
@@ -369,6 +385,13 @@ func (c *core) step(now time.Time) (probes []hs2.Endpoint, pub *Choice, wake tim
 	}
 	c.noneKey = key
 	return nil, c.publish(nil, reason, drain, now), c.nextCooldownEnd(now)
+}
+
+// isTimeout reports whether a probe failed by running out of time rather
+// than by being refused or cut off.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // noneSituation identifies what "no server" was concluded from: the

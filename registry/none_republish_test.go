@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -30,5 +31,38 @@ func TestNoneNotRepublishedWhenOnlyTheReasonChanges(t *testing.T) {
 	}
 	if len(h.pubs) != n {
 		t.Errorf("'no server' published %d more times while nothing changed: %+v", len(h.pubs)-n, h.pubs[n-1:])
+	}
+}
+
+// A saturated HS2 whose probes time out is kept while no other server is
+// healthy: no server at all would fail every query, a slow one serves them.
+// A refused connection still means the server is gone.
+func TestSlowOnlyServerKeptWithoutAlternative(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		err      error
+		wantNone bool
+	}{
+		{"timeouts keep it", context.DeadlineExceeded, false},
+		{"refused drops it", errRefused, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, SelectorConfig{}, nil)
+			h.update(Status{}, cand(1, 1))
+			h.answer(ep(1), nil, time.Millisecond)
+			h.wantChoice(ptr(ep(1)), false)
+			n := len(h.pubs)
+			for range 2 {
+				h.advance(DefaultProbeInterval)
+				h.answer(ep(1), tc.err, time.Millisecond)
+			}
+			if tc.wantNone {
+				h.wantChoice(nil, false, "failed 2 health checks")
+				return
+			}
+			if len(h.pubs) != n {
+				t.Fatalf("published %+v after probe timeouts with no alternative", h.pubs[n:])
+			}
+		})
 	}
 }
