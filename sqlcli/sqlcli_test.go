@@ -49,45 +49,6 @@ const (
 	sFailed    = hiveqv1.QueryState_QUERY_STATE_FAILED
 )
 
-// syncBuffer is an output the test can watch while the command runs.
-type syncBuffer struct {
-	mu     sync.Mutex
-	buf    bytes.Buffer
-	notify chan struct{}
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{notify: make(chan struct{}, 1)} }
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	select {
-	case b.notify <- struct{}{}:
-	default:
-	}
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitFor waits until the output holds s.
-func (b *syncBuffer) waitFor(t *testing.T, s string) {
-	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	for !strings.Contains(b.String(), s) {
-		select {
-		case <-b.notify:
-		case <-deadline.C:
-			t.Fatalf("output never held %q; it is:\n%s", s, b.String())
-		}
-	}
-}
-
 type result struct {
 	code           int
 	stdout, stderr string
@@ -273,7 +234,7 @@ func TestJSONSpecialValues(t *testing.T) {
 func TestStreamsRows(t *testing.T) {
 	for _, format := range []string{"csv", "json"} {
 		t.Run(format, func(t *testing.T) {
-			out := newSyncBuffer()
+			out := st.NewOutput()
 			firstSeen := make(chan struct{})
 			srv := st.Start(t, func(ctx context.Context, _ int, _ *hiveqv1.ExecuteRequest, send func(*hiveqv1.ExecuteResponse) error) error {
 				if err := send(st.Schema(st.Col("s", "string", kString))); err != nil {
@@ -295,7 +256,7 @@ func TestStreamsRows(t *testing.T) {
 				cmd := &sqlcli.Command{Stdout: out, Stderr: &stderr}
 				done <- cmd.Run(t.Context(), []string{"--addr", srv.Addr, "--format", format, "SELECT s FROM t"})
 			}()
-			out.waitFor(t, "first-row")
+			out.WaitFor(t, "first-row", 10*time.Second)
 			if strings.Contains(out.String(), "second-row") {
 				t.Fatal("second row before it was sent")
 			}
@@ -507,14 +468,14 @@ func TestCancel(t *testing.T) {
 	srv, serverSaw := blockingServer(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	out := newSyncBuffer()
+	out := st.NewOutput()
 	var stderr bytes.Buffer
 	done := make(chan int)
 	go func() {
 		cmd := &sqlcli.Command{Stdout: out, Stderr: &stderr}
 		done <- cmd.Run(ctx, []string{"--addr", srv.Addr, "--format", "csv", "SELECT n"})
 	}()
-	out.waitFor(t, "7\r\n")
+	out.WaitFor(t, "7\r\n", 10*time.Second)
 	cancel()
 	if code := <-done; code != sqlcli.ExitInterrupted {
 		t.Errorf("exit %d", code)
@@ -528,13 +489,13 @@ func TestCancel(t *testing.T) {
 // TestInterrupt sends this process a real SIGINT while Main runs.
 func TestInterrupt(t *testing.T) {
 	srv, serverSaw := blockingServer(t)
-	out := newSyncBuffer()
+	out := st.NewOutput()
 	var stderr bytes.Buffer
 	done := make(chan int)
 	go func() {
 		done <- sqlcli.Main(t.Context(), []string{"--addr", srv.Addr, "--format", "json", "SELECT n"}, nil, out, &stderr)
 	}()
-	out.waitFor(t, `{"n":7}`)
+	out.WaitFor(t, `{"n":7}`, 10*time.Second)
 	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}

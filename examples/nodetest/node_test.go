@@ -3,7 +3,6 @@ package nodetest
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -200,13 +199,13 @@ func TestInterrupt(t *testing.T) {
 	})
 	cmd := exec.CommandContext(t.Context(), "node", "query.js", srv.Addr, "SELECT n")
 	cmd.Dir = nodeDir
-	out := &watchBuffer{notify: make(chan struct{}, 1)}
+	out := st.NewOutput()
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = out, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	out.waitFor(t, "row: [7]\n")
+	out.WaitFor(t, "row: [7]\n", time.Minute)
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -221,40 +220,5 @@ func TestInterrupt(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "error: CANCELLED (1)") {
 		t.Errorf("stderr %q", stderr.String())
-	}
-}
-
-type watchBuffer struct {
-	mu     sync.Mutex
-	buf    bytes.Buffer
-	notify chan struct{}
-}
-
-func (b *watchBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	select {
-	case b.notify <- struct{}{}:
-	default:
-	}
-	return b.buf.Write(p)
-}
-
-func (b *watchBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *watchBuffer) waitFor(t *testing.T, s string) {
-	t.Helper()
-	deadline := time.NewTimer(time.Minute)
-	defer deadline.Stop()
-	for !strings.Contains(b.String(), s) {
-		select {
-		case <-b.notify:
-		case <-deadline.C:
-			t.Fatal(fmt.Sprintf("stdout never held %q: %q", s, b.String()))
-		}
 	}
 }
