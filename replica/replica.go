@@ -153,6 +153,12 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("security: %w", err)
 	}
+	// Everything that can fail on configuration comes before service.New,
+	// whose health watcher only svc.Close stops.
+	peerCreds, err := peerCredentials(sec)
+	if err != nil {
+		return err
+	}
 	svc, err := service.New(service.Config{
 		Engine: engine, Routes: table, Logger: log,
 		UserFromContext: func(ctx context.Context) string {
@@ -174,10 +180,6 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	serverOpts = append(serverOpts, opts.ServerOptions...)
 	gs := grpc.NewServer(serverOpts...)
 	svc.Register(gs)
-	peerCreds, err := peerCredentials(sec)
-	if err != nil {
-		return err
-	}
 	stopping := make(chan struct{})
 	service.NewCluster(service.ClusterConfig{
 		Stopping:    stopping,
