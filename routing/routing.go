@@ -26,10 +26,15 @@ type Route struct {
 	Reason   string    `json:"reason"`
 	ChosenBy string    `json:"chosen_by,omitempty"` // replica id of the leader
 	ChosenAt time.Time `json:"chosen_at"`
-	// Drain is set when the previous server is draining (planned switch):
-	// queries running there may finish. Otherwise the previous server is
-	// considered failed and its running queries are aborted.
+	// Drain labels a planned switch (the previous server deregistered, or
+	// an admin moved traffic off it). It is informational: a route change
+	// decides only where new queries go.
 	Drain bool `json:"drain,omitempty"`
+	// PrevDead is set when the previous server was found dead (every probe
+	// refused: its process is gone). Only then does the switch end the
+	// queries still running there (Current.Lost); any other switch leaves
+	// them to finish, or to fail on evidence from their own calls.
+	PrevDead bool `json:"prev_dead,omitempty"`
 }
 
 // ErrNoRoute is wrapped by Get's error when a connector has no server.
@@ -49,8 +54,9 @@ type Current struct {
 	mu         *sync.Mutex
 }
 
-// Lost is closed when this route's server was replaced because it failed:
-// queries running there cannot finish and should end as aborted.
+// Lost is closed when this route's server was replaced because it was found
+// dead (Route.PrevDead): queries running there cannot finish. A switch for
+// any other reason (drain, probe timeouts, manual failover) never closes it.
 func (c *Current) Lost() <-chan struct{} { return c.lost }
 
 // Superseded is closed when any newer route replaced this one.
@@ -106,7 +112,7 @@ func (t *Table) Update(r Route) bool {
 		old.next = &rr
 		old.mu.Unlock()
 		sameServer := old.Endpoint != nil && r.Endpoint != nil && *old.Endpoint == *r.Endpoint
-		if !r.Drain && !sameServer {
+		if r.PrevDead && !sameServer {
 			close(old.lost)
 		}
 		close(old.superseded)

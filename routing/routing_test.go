@@ -52,10 +52,12 @@ func TestLostVersusDrain(t *testing.T) {
 		next     Route
 		wantLost bool
 	}{
-		{"failover loses running queries", Route{Connector: "hive", Epoch: 2, Endpoint: ep("b")}, true},
+		{"a switch alone keeps running queries", Route{Connector: "hive", Epoch: 2, Endpoint: ep("b")}, false},
+		{"a dead server loses them", Route{Connector: "hive", Epoch: 2, Endpoint: ep("b"), PrevDead: true}, true},
 		{"drain lets them finish", Route{Connector: "hive", Epoch: 2, Endpoint: ep("b"), Drain: true}, false},
-		{"same server new epoch keeps them", Route{Connector: "hive", Epoch: 2, Endpoint: ep("a")}, false},
-		{"no server left loses them", Route{Connector: "hive", Epoch: 2, Reason: "none registered"}, true},
+		{"same server new epoch keeps them", Route{Connector: "hive", Epoch: 2, Endpoint: ep("a"), PrevDead: true}, false},
+		{"no server left keeps them", Route{Connector: "hive", Epoch: 2, Reason: "none registered"}, false},
+		{"no server left, dead, loses them", Route{Connector: "hive", Epoch: 2, Reason: "refused", PrevDead: true}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
