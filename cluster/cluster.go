@@ -35,7 +35,7 @@ import (
 type Selector interface {
 	Run(ctx context.Context, initial *hs2.Endpoint, publish func(registry.Choice)) error
 	Report(server string)
-	Failover(reason string) error
+	Failover(ctx context.Context, reason string, opts registry.FailoverOptions) error
 	Snapshot() []registry.CandidateHealth
 }
 
@@ -62,15 +62,25 @@ type Coordinator interface {
 	// WatchTopology sends the topology now and after each change (the
 	// latest only, if the reader is slow) until ctx ends, then closes.
 	WatchTopology(ctx context.Context) <-chan Topology
-	// Failover moves connector off its current server. expectedEpoch 0
-	// skips the epoch check. A follower returns a *NotLeaderError: forward
-	// the call to its LeaderAddr.
-	Failover(ctx context.Context, connector string, expectedEpoch uint64, reason string) (routing.Route, error)
+	// Failover moves a connector off its current server. A follower
+	// returns a *NotLeaderError: forward the call to its LeaderAddr.
+	Failover(ctx context.Context, req FailoverRequest) (routing.Route, error)
 	// Health is false, with a reason, while this replica cannot reach its
 	// coordination store (it keeps serving the last routes).
 	Health() (ok bool, reason string)
 	// LeaderAddr is the leader's gRPC address, "" while unknown.
 	LeaderAddr() string
+}
+
+// FailoverRequest is a manual failover.
+type FailoverRequest struct {
+	Connector string
+	// ExpectedEpoch 0 skips the epoch check.
+	ExpectedEpoch uint64
+	Reason        string
+	// AbortRunning ends the queries still running on the old server (the
+	// route says PrevDead); by default they may finish there (drain).
+	AbortRunning bool
 }
 
 // Replica is one hiveqd process.
@@ -163,8 +173,12 @@ func nextRoute(prev *routing.Route, c registry.Choice, connector, by string, flo
 	if c.Endpoint != nil {
 		ep := *c.Endpoint
 		r.Endpoint = &ep
-		r.Drain = c.Drain && prev != nil && prev.Endpoint != nil
 	}
+	// Labels of the switch away from the previous server; "none" keeps
+	// them too (the last server drained, or died).
+	fromServer := prev != nil && prev.Endpoint != nil
+	r.Drain = c.Drain && fromServer
+	r.PrevDead = c.PrevDead && fromServer
 	return r, true
 }
 

@@ -83,7 +83,7 @@ func TestPublishFollowTopology(t *testing.T) {
 	if first.Connectors[0].Epoch != 1 {
 		t.Fatalf("first topology epoch %d", first.Connectors[0].Epoch)
 	}
-	rt, err := leader.node.Failover(context.Background(), "hive", 1, "maintenance")
+	rt, err := leader.node.Failover(context.Background(), cluster.FailoverRequest{Connector: "hive", ExpectedEpoch: 1, Reason: "maintenance"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,21 +124,21 @@ func TestFailoverErrors(t *testing.T) {
 	}
 	ctx := context.Background()
 
-	_, err := leader.node.Failover(ctx, "hive", 7, "x")
+	_, err := leader.node.Failover(ctx, cluster.FailoverRequest{Connector: "hive", ExpectedEpoch: 7, Reason: "x"})
 	var em *cluster.EpochMismatchError
 	if !errors.As(err, &em) || !errors.Is(err, cluster.ErrEpochMismatch) || em.Current != 1 {
 		t.Fatalf("stale-epoch failover: %v", err)
 	}
-	_, err = follower.node.Failover(ctx, "hive", 1, "x")
+	_, err = follower.node.Failover(ctx, cluster.FailoverRequest{Connector: "hive", ExpectedEpoch: 1, Reason: "x"})
 	var nl *cluster.NotLeaderError
 	if !errors.As(err, &nl) || nl.LeaderID != leader.id || nl.LeaderAddr != follower.node.LeaderAddr() || nl.LeaderAddr == "" {
 		t.Fatalf("failover on follower: %v", err)
 	}
-	if _, err := leader.node.Failover(ctx, "nope", 0, "x"); !errors.Is(err, routing.ErrUnknownConnector) {
+	if _, err := leader.node.Failover(ctx, cluster.FailoverRequest{Connector: "nope", ExpectedEpoch: 0, Reason: "x"}); !errors.Is(err, routing.ErrUnknownConnector) {
 		t.Fatalf("unknown connector: %v", err)
 	}
 	// No other server: the selector refuses and nothing moves.
-	if _, err := leader.node.Failover(ctx, "solo", 1, "x"); err == nil || !strings.Contains(err.Error(), "no other") {
+	if _, err := leader.node.Failover(ctx, cluster.FailoverRequest{Connector: "solo", ExpectedEpoch: 1, Reason: "x"}); err == nil || !strings.Contains(err.Error(), "no other") {
 		t.Fatalf("failover with no alternative: %v", err)
 	}
 	waitRoute(t, time.Second, "solo", s1, 1, rs...)
@@ -415,7 +415,7 @@ func TestBlackholedFollowerResyncs(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := leader.node.Failover(context.Background(), "hive", 1, "move"); err != nil {
+	if _, err := leader.node.Failover(context.Background(), cluster.FailoverRequest{Connector: "hive", ExpectedEpoch: 1, Reason: "move"}); err != nil {
 		t.Fatal(err)
 	}
 	waitRoute(t, 10*time.Second, "hive", s2, 2, leader)
@@ -472,7 +472,7 @@ func TestBlackholedLeaderSteppedDown(t *testing.T) {
 	// The deposed leader keeps serving its last route.
 	waitRoute(t, time.Second, "hive", s1, 1, old)
 	px.SetMode(testenv.Pass)
-	if _, err := nw.node.Failover(context.Background(), "hive", 1, "move"); err != nil {
+	if _, err := nw.node.Failover(context.Background(), cluster.FailoverRequest{Connector: "hive", ExpectedEpoch: 1, Reason: "move"}); err != nil {
 		t.Fatal(err)
 	}
 	waitRoute(t, 20*time.Second, "hive", s2, 2, old, nw)
@@ -499,7 +499,7 @@ func TestEpochsAcrossLeaderChurn(t *testing.T) {
 		var r routing.Route
 		testenv.Eventually(t, 10*time.Second, func() error {
 			var err error
-			r, err = leader.node.Failover(context.Background(), "hive", epoch, fmt.Sprint("round ", i))
+			r, err = leader.node.Failover(context.Background(), cluster.FailoverRequest{Connector: "hive", ExpectedEpoch: epoch, Reason: fmt.Sprint("round ", i)})
 			return err
 		})
 		epoch++

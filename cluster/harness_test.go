@@ -340,7 +340,7 @@ func (s *fakeSelector) Report(server string) {
 	s.mu.Unlock()
 }
 
-func (s *fakeSelector) Failover(reason string) error {
+func (s *fakeSelector) Failover(_ context.Context, reason string, _ registry.FailoverOptions) error {
 	s.mu.Lock()
 	s.failovers = append(s.failovers, reason)
 	s.mu.Unlock()

@@ -390,7 +390,8 @@ func (n *Node) watchReports(ctx context.Context, t *term) {
 
 // Failover asks the leader's selector to move connector off its server and
 // waits for the new route. On a follower it returns a *NotLeaderError.
-func (n *Node) Failover(ctx context.Context, connector string, expectedEpoch uint64, reason string) (routing.Route, error) {
+func (n *Node) Failover(ctx context.Context, req FailoverRequest) (routing.Route, error) {
+	connector, expectedEpoch, reason := req.Connector, req.ExpectedEpoch, req.Reason
 	if _, ok := n.conns[connector]; !ok {
 		return routing.Route{}, fmt.Errorf("connector %q: %w", connector, routing.ErrUnknownConnector)
 	}
@@ -419,13 +420,13 @@ func (n *Node) Failover(ctx context.Context, connector string, expectedEpoch uin
 	if expectedEpoch != 0 && expectedEpoch != cur {
 		return routing.Route{}, &EpochMismatchError{Connector: connector, Expected: expectedEpoch, Current: cur}
 	}
-	if err := sel.Failover(reason); err != nil {
-		return routing.Route{}, fmt.Errorf("connector %q: failover: %w", connector, err)
-	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, n.cfg.FailoverTimeout)
 		defer cancel()
+	}
+	if err := sel.Failover(ctx, reason, registry.FailoverOptions{AbortRunning: req.AbortRunning}); err != nil {
+		return routing.Route{}, fmt.Errorf("connector %q: failover: %w", connector, err)
 	}
 	return waitRoute(ctx, n.table, connector, cur)
 }

@@ -170,7 +170,8 @@ func (s *Standalone) ReportFailure(connector string, epoch uint64, server string
 }
 
 // Failover asks the connector's selector to move off its server.
-func (s *Standalone) Failover(ctx context.Context, connector string, expectedEpoch uint64, reason string) (routing.Route, error) {
+func (s *Standalone) Failover(ctx context.Context, req FailoverRequest) (routing.Route, error) {
+	connector, expectedEpoch, reason := req.Connector, req.ExpectedEpoch, req.Reason
 	c := s.conns[connector]
 	if c == nil {
 		return routing.Route{}, fmt.Errorf("connector %q: %w", connector, routing.ErrUnknownConnector)
@@ -188,13 +189,13 @@ func (s *Standalone) Failover(ctx context.Context, connector string, expectedEpo
 	if expectedEpoch != 0 && expectedEpoch != epoch {
 		return routing.Route{}, &EpochMismatchError{Connector: connector, Expected: expectedEpoch, Current: epoch}
 	}
-	if err := sel.Failover(reason); err != nil {
-		return routing.Route{}, fmt.Errorf("connector %q: failover: %w", connector, err)
-	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.FailoverTimeout)
 		defer cancel()
+	}
+	if err := sel.Failover(ctx, reason, registry.FailoverOptions{AbortRunning: req.AbortRunning}); err != nil {
+		return routing.Route{}, fmt.Errorf("connector %q: failover: %w", connector, err)
 	}
 	return waitRoute(ctx, s.table, connector, epoch)
 }

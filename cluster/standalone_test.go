@@ -75,7 +75,7 @@ func TestStandalone(t *testing.T) {
 	}
 	want(s2, 2)
 
-	_, err = c.Failover(context.Background(), "hive", 1, "x")
+	_, err = c.Failover(context.Background(), cluster.FailoverRequest{Connector: "hive", ExpectedEpoch: 1, Reason: "x"})
 	if !errors.Is(err, cluster.ErrEpochMismatch) {
 		t.Fatalf("stale failover: %v", err)
 	}
@@ -84,7 +84,7 @@ func TestStandalone(t *testing.T) {
 	// selector accepts it.
 	var r routing.Route
 	testenv.Eventually(t, 10*time.Second, func() error {
-		r, err = c.Failover(context.Background(), "hive", 2, "back")
+		r, err = c.Failover(context.Background(), cluster.FailoverRequest{Connector: "hive", ExpectedEpoch: 2, Reason: "back"})
 		return err
 	})
 	if *r.Endpoint != s1 || r.Epoch != 3 || !r.Drain {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hiveqd/hiveqd/hs2"
@@ -42,17 +43,22 @@ type health struct {
 	lastErr   string
 	// slowOnly: every failure of the current run timed out (a busy server
 	// looks like that), none was refused or reset.
-	slowOnly  bool
-	downUntil time.Time
-	inflight  bool
-	lastStart time.Time
-	nextProbe time.Time // when the current server is probed next
+	slowOnly bool
+	// refusedOnly: every failure of the current run was a refused
+	// connection: the port is closed, the process is gone.
+	refusedOnly bool
+	downUntil   time.Time
+	inflight    bool
+	lastStart   time.Time
+	nextProbe   time.Time // when the current server is probed next
 }
 
 func (h *health) down(now time.Time) bool { return now.Before(h.downUntil) }
 
 type failoverReq struct {
+	ctx    context.Context
 	reason string
+	abort  bool       // declare the old server dead
 	reply  chan error // buffered
 }
 
@@ -65,7 +71,11 @@ type core struct {
 	cooldown  time.Duration
 	threshold int
 	fresh     time.Duration // how old a successful probe may be to switch to it
+	window    time.Duration // how recent an answered call shows a server saturated
 	intn      func(int) int
+	// lastAnswer is passive evidence: when real traffic last got an answer
+	// from a server (nil: none configured).
+	lastAnswer func(hs2.Endpoint) time.Time
 
 	started time.Time
 	synced  bool
@@ -89,14 +99,22 @@ func newCore(cfg SelectorConfig, initial *hs2.Endpoint, now time.Time) *core {
 		timeout:   cfg.ProbeTimeout,
 		cooldown:  cfg.Cooldown,
 		threshold: cfg.FailThreshold,
+		window:    cfg.AnswerWindow,
 		intn:      rand.IntN,
 		started:   now,
 		hs:        map[hs2.Endpoint]*health{},
 	}
 	c.fresh = time.Duration(c.threshold)*c.interval + c.timeout
+	if c.window <= 0 {
+		c.window = DefaultAnswerWindow
+	}
 	if initial != nil {
 		ep := *initial
 		c.current = &ep
+		// Probed before discovery answers: a dead adopted server must not
+		// stay published just because the registry is slow.
+		c.hs[ep] = &health{cand: Candidate{Endpoint: ep, Active: true}, nodes: map[string]bool{}}
+		c.order = []hs2.Endpoint{ep}
 	}
 	return c
 }
@@ -138,7 +156,7 @@ func (c *core) setCandidates(list []Candidate, st Status, now time.Time) {
 			h.cand.Active = true
 		}
 		h.nodes[cand.Node] = true
-		if old != nil && !prev[ep][cand.Node] && (h.down(now) || h.fails > 0) {
+		if old != nil && len(old.nodes) > 0 && !prev[ep][cand.Node] && (h.down(now) || h.fails > 0) {
 			// A new registration of a failed endpoint is a restarted
 			// server: give it a fresh chance.
 			h.downUntil, h.fails, h.okAt = time.Time{}, 0, time.Time{}
@@ -172,12 +190,18 @@ func (c *core) probeDone(ep hs2.Endpoint, err error, now time.Time) {
 		if h.fails > 0 && isCurrent {
 			c.logf("%s answers again after %d failed probe(s)", ep, h.fails)
 		}
+		if isCurrent || c.current == nil {
+			// The current server answers again (it was only saturated), or
+			// nothing is routed: no cooldown keeps a working server out.
+			h.downUntil = time.Time{}
+		}
 		h.fails, h.okAt, h.lastErr = 0, now, ""
 		return
 	}
 	h.fails++
 	h.lastErr = err.Error()
 	h.slowOnly = isTimeout(err) && (h.fails == 1 || h.slowOnly)
+	h.refusedOnly = isRefused(err) && (h.fails == 1 || h.refusedOnly)
 	if !isCurrent || h.fails >= c.threshold {
 		h.downUntil = now.Add(c.cooldown)
 		c.logf("%s failed health check (%d in a row), down until %s: %v", ep, h.fails, h.downUntil.Format(time.RFC3339Nano), err)
@@ -209,6 +233,8 @@ func (c *core) report(server string, now time.Time) {
 // requestFailover starts a manual failover away from the current server.
 func (c *core) requestFailover(req *failoverReq) {
 	switch {
+	case !c.synced:
+		req.reply <- ErrNotSynced
 	case c.current == nil:
 		req.reply <- fmt.Errorf("registry: no current HiveServer2 to fail over from")
 	case c.failover != nil:
@@ -240,14 +266,21 @@ func (c *core) eligible(now time.Time, exclude *hs2.Endpoint) []hs2.Endpoint {
 // step decides: which probes to start, what to publish (nil: nothing), and
 // when to be called again at the latest (zero: only on an event).
 func (c *core) step(now time.Time) (probes []hs2.Endpoint, pub *Choice, wake time.Time) {
+	if f := c.failover; f != nil && f.ctx != nil && f.ctx.Err() != nil {
+		f.reply <- fmt.Errorf("registry: failover withdrawn: %w", f.ctx.Err())
+		c.failover = nil
+	}
 	if !c.synced {
-		if c.current == nil && c.lastPub == nil {
+		if c.current != nil {
+			return c.stepAdopted(now)
+		}
+		if c.lastPub == nil {
 			if now.Sub(c.started) >= discoveryGrace {
 				reason := "no HiveServer2 known: discovery has not answered"
 				if c.status.Err != "" {
 					reason += ": " + c.status.Err
 				}
-				return nil, c.publish(nil, reason, false, now), time.Time{}
+				return nil, c.publish(nil, reason, false, false, now), time.Time{}
 			}
 			return nil, nil, c.started.Add(discoveryGrace)
 		}
@@ -255,7 +288,7 @@ func (c *core) step(now time.Time) (probes []hs2.Endpoint, pub *Choice, wake tim
 	}
 
 	var why string
-	drain, need := false, false
+	drain, dead, need := false, false, false
 	var exclude *hs2.Endpoint // set for a manual failover
 	if cur := c.current; cur != nil {
 		h := c.hs[*cur]
@@ -264,15 +297,28 @@ func (c *core) step(now time.Time) (probes []hs2.Endpoint, pub *Choice, wake tim
 			need, drain = true, true
 			why = fmt.Sprintf("%s is no longer registered (draining)", cur)
 		case !h.cand.Active:
+			// HS2 Interactive's old leader closes its own sessions.
 			need = true
 			why = fmt.Sprintf("%s is no longer the active HiveServer2 (passive)", cur)
 		case h.down(now):
 			need = true
 			why = fmt.Sprintf("%s failed %d health checks in a row: %s", cur, h.fails, h.lastErr)
+			switch {
+			case h.refusedOnly:
+				dead = true
+				why = fmt.Sprintf("%s refused every health check (%d in a row, found dead): %s", cur, h.fails, h.lastErr)
+			case h.slowOnly:
+				drain = true
+				why = fmt.Sprintf("%s timed out %d health checks in a row (not known dead: draining): %s", cur, h.fails, h.lastErr)
+			}
 		case c.failover != nil:
-			need, drain = true, true
+			need, drain = true, !c.failover.abort
+			dead = c.failover.abort
 			exclude = cur
 			why = fmt.Sprintf("manual failover from %s: %s", cur, c.failover.reason)
+			if dead {
+				why += " (running queries aborted)"
+			}
 		}
 		if !need {
 			if !h.inflight && !now.Before(h.nextProbe) {
@@ -295,7 +341,51 @@ func (c *core) step(now time.Time) (probes []hs2.Endpoint, pub *Choice, wake tim
 		}
 	}
 
-	// Look for a server, verifying candidates before switching to them.
+	if cur := c.current; cur != nil && exclude == nil {
+		if h := c.hs[*cur]; h != nil && h.cand.Active && h.down(now) && h.slowOnly {
+			if keep, p, w := c.keepSaturated(*cur, h, now); keep {
+				// While it stays, look for a healthy server to move new
+				// queries to: saturated is not healthy.
+				more, pub, w2 := c.stepLook(now, why, drain, dead, nil, true)
+				if pub != nil {
+					return append(p, more...), pub, w2
+				}
+				return append(p, more...), nil, minTime(w, w2)
+			}
+			why += "; no call to it was answered for " + c.window.String() + " either (unresponsive)"
+		}
+	}
+	return c.stepLook(now, why, drain, dead, exclude, false)
+}
+
+// keepSaturated decides whether cur, whose health checks only time out
+// and which is out of cooldown only when it answers, stays routed because
+// nothing better is verified: with traffic evidence, only while real calls
+// to it still get answers (saturated, not hung). It returns the probes to
+// start (cur keeps being probed, so an answer restores it) and when to
+// decide again.
+func (c *core) keepSaturated(cur hs2.Endpoint, h *health, now time.Time) (keep bool, probes []hs2.Endpoint, wake time.Time) {
+	if c.lastAnswer != nil {
+		last := c.lastAnswer(cur)
+		if last.IsZero() || now.Sub(last) > c.window {
+			return false, nil, time.Time{}
+		}
+		wake = last.Add(c.window + time.Millisecond)
+	}
+	if !h.inflight {
+		next := h.lastStart.Add(c.interval)
+		if !now.Before(next) {
+			probes = append(probes, cur)
+		} else {
+			wake = minTime(wake, next)
+		}
+	}
+	return true, probes, wake
+}
+
+// stepLook looks for a server, verifying candidates before switching to
+// them; keeping says the current server stays if none is found.
+func (c *core) stepLook(now time.Time, why string, drain, dead bool, exclude *hs2.Endpoint, keeping bool) (probes []hs2.Endpoint, pub *Choice, wake time.Time) {
 	elig := c.eligible(now, c.current)
 	var chosen *hs2.Endpoint
 	pending := 0
@@ -351,7 +441,10 @@ func (c *core) step(now time.Time) (probes []hs2.Endpoint, pub *Choice, wake tim
 		}
 		ep := *chosen
 		c.current = &ep
-		return probes, c.publish(&ep, desc, drain, now), minTime(h.nextProbe, c.nextCooldownEnd(now))
+		return probes, c.publish(&ep, desc, drain, dead, now), minTime(h.nextProbe, c.nextCooldownEnd(now))
+	}
+	if keeping {
+		return probes, nil, c.nextCooldownEnd(now)
 	}
 	if pending > 0 {
 		return probes, nil, c.nextCooldownEnd(now)
@@ -365,26 +458,68 @@ func (c *core) step(now time.Time) (probes []hs2.Endpoint, pub *Choice, wake tim
 			return c.step(now) // the current server is fine: it stays
 		}
 	}
-	if cur := c.current; cur != nil && exclude == nil {
-		if h := c.hs[*cur]; h != nil && h.cand.Active && h.slowOnly {
-			// Probes only timed out and nothing else answers: a saturated
-			// but working server beats no server at all. It is probed
-			// again when its cooldown ends.
-			c.logf("keeping %s: its health checks timed out but no other HiveServer2 is healthy", cur)
-			return probes, nil, minTime(h.downUntil, c.nextCooldownEnd(now))
-		}
-	}
 	reason := c.unavailable(now, nil)
 	if why != "" {
 		reason = why + "; " + reason
 	}
 	c.current = nil
 	key := c.noneSituation()
+	probes, wake = c.probeHeldDown(now)
 	if c.lastPub != nil && c.lastPub.Endpoint == nil && c.noneKey == key {
-		return nil, nil, c.nextCooldownEnd(now)
+		return probes, nil, minTime(wake, c.nextCooldownEnd(now))
 	}
 	c.noneKey = key
-	return nil, c.publish(nil, reason, drain, now), c.nextCooldownEnd(now)
+	return probes, c.publish(nil, reason, drain, dead, now), minTime(wake, c.nextCooldownEnd(now))
+}
+
+// probeHeldDown keeps probing held-down servers that only timed out every
+// interval while no server is routed: one that answers again (a hung
+// server that recovered) is taken back at once instead of after its
+// cooldown. A server that refused is gone: it comes back registered anew.
+func (c *core) probeHeldDown(now time.Time) (probes []hs2.Endpoint, wake time.Time) {
+	for _, ep := range c.order {
+		h := c.hs[ep]
+		if !h.cand.Active || !h.down(now) || h.inflight || !h.slowOnly {
+			continue
+		}
+		next := h.lastStart.Add(c.interval)
+		if now.Before(next) {
+			wake = minTime(wake, next)
+			continue
+		}
+		probes = append(probes, ep)
+	}
+	return probes, wake
+}
+
+// stepAdopted runs while discovery has not answered yet, for a server
+// adopted from the previous leader: it is probed like any current server,
+// and if it fails, "none" is published (there is no list to choose from).
+func (c *core) stepAdopted(now time.Time) (probes []hs2.Endpoint, pub *Choice, wake time.Time) {
+	cur := *c.current
+	h := c.hs[cur]
+	if h == nil {
+		return nil, nil, time.Time{}
+	}
+	if h.down(now) {
+		reason := fmt.Sprintf("adopted %s failed %d health checks in a row before discovery answered: %s", cur, h.fails, h.lastErr)
+		c.current = nil
+		c.noneKey = ""
+		return nil, c.publish(nil, reason, !h.refusedOnly, h.refusedOnly, now), time.Time{}
+	}
+	if h.inflight {
+		return nil, nil, time.Time{}
+	}
+	if now.Before(h.nextProbe) {
+		return nil, nil, h.nextProbe
+	}
+	return []hs2.Endpoint{cur}, nil, time.Time{}
+}
+
+// isRefused reports whether a probe's connection was refused: nothing
+// listens on the port, so the server process is gone.
+func isRefused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // isTimeout reports whether a probe failed by running out of time rather
@@ -461,8 +596,8 @@ func (c *core) unavailable(now time.Time, exclude *hs2.Endpoint) string {
 	return fmt.Sprintf("all %d%s registered HiveServer2 failed health checks: %s%s", len(active), other, strings.Join(errs, "; "), tail)
 }
 
-func (c *core) publish(ep *hs2.Endpoint, reason string, drain bool, now time.Time) *Choice {
-	ch := &Choice{Reason: reason, Drain: drain, Candidates: c.snapshot(now)}
+func (c *core) publish(ep *hs2.Endpoint, reason string, drain, dead bool, now time.Time) *Choice {
+	ch := &Choice{Reason: reason, Drain: drain && !dead, PrevDead: dead, Candidates: c.snapshot(now)}
 	if ep != nil {
 		e := *ep
 		ch.Endpoint = &e

@@ -28,9 +28,14 @@ type Choice struct {
 	Endpoint *hs2.Endpoint // nil: no HiveServer2 available
 	// Reason says why this server was chosen, or why none is available.
 	Reason string
-	// Drain is set when the previous server is draining (deregistered, or
-	// left by a manual failover): its running queries may finish.
-	Drain      bool
+	// Drain labels a planned switch: the previous server deregistered, was
+	// left by a manual failover, or only timed out (slow, saturated or
+	// hung, never known to be gone). Its running queries may finish.
+	Drain bool
+	// PrevDead is set when the previous server was found dead (every
+	// failed probe was refused: its process is gone), or a manual failover
+	// asked to abort what runs there: queries still running on it end.
+	PrevDead   bool
 	Candidates []CandidateHealth
 }
 
@@ -57,8 +62,23 @@ type SelectorConfig struct {
 	Cooldown time.Duration
 	// FailThreshold consecutive failed probes fail the current server over (2).
 	FailThreshold int
-	Clock         Clock
-	Logger        *slog.Logger
+	// Traffic is passive evidence from real queries (optional). With it, a
+	// lone server whose probes only time out stays in service while calls
+	// to it still get answers (saturated), and is taken out once none has
+	// for AnswerWindow (unresponsive). Without it such a server is kept.
+	Traffic TrafficEvidence
+	// AnswerWindow is how recent an answered call must be for a server
+	// whose probes time out to count as saturated rather than hung
+	// (default 2s, at least ProbeTimeout plus ProbeInterval).
+	AnswerWindow time.Duration
+	Clock        Clock
+	Logger       *slog.Logger
+}
+
+// TrafficEvidence tells when real traffic last got an answer from a server
+// (host:port) of connector; zero if never. *traffic.Observer implements it.
+type TrafficEvidence interface {
+	LastAnswer(connector, server string) time.Time
 }
 
 // Defaults of SelectorConfig.
@@ -67,10 +87,15 @@ const (
 	DefaultProbeTimeout  = 500 * time.Millisecond
 	DefaultCooldown      = 5 * time.Second
 	DefaultFailThreshold = 2
+	DefaultAnswerWindow  = 2 * time.Second
 )
 
 // ErrNotRunning is returned by Failover when the selector is not running.
 var ErrNotRunning = errors.New("registry: selector is not running")
+
+// ErrNotSynced is returned by Failover while discovery has not answered:
+// with no list of servers there is nothing to fail over to.
+var ErrNotSynced = errors.New("registry: discovery has not answered yet")
 
 // Selector chooses one connector's HiveServer2 and keeps the choice healthy.
 type Selector struct {
@@ -103,6 +128,10 @@ func NewSelector(cfg SelectorConfig) *Selector {
 	if cfg.FailThreshold <= 0 {
 		cfg.FailThreshold = DefaultFailThreshold
 	}
+	if cfg.AnswerWindow <= 0 {
+		cfg.AnswerWindow = DefaultAnswerWindow
+	}
+	cfg.AnswerWindow = max(cfg.AnswerWindow, cfg.ProbeTimeout+cfg.ProbeInterval)
 	if cfg.Clock == nil {
 		cfg.Clock = realClock{}
 	}
@@ -165,6 +194,11 @@ func (s *Selector) Run(ctx context.Context, initial *hs2.Endpoint, publish func(
 
 	clock := s.cfg.Clock
 	c := newCore(s.cfg, initial, clock.Now())
+	if tr := s.cfg.Traffic; tr != nil {
+		// Traffic evidence is real time, like probe timeouts; the
+		// selector's clock is real in production.
+		c.lastAnswer = func(ep hs2.Endpoint) time.Time { return tr.LastAnswer(s.cfg.Connector, ep.Addr()) }
+	}
 	if initial != nil {
 		s.log.Info("adopting the published HiveServer2", "server", initial.String())
 	}
@@ -229,9 +263,9 @@ func (s *Selector) Run(ctx context.Context, initial *hs2.Endpoint, publish func(
 		s.setSnapshot(c.snapshot(now))
 		if pub != nil {
 			if pub.Endpoint != nil {
-				s.log.Info("hiveserver2 chosen", "server", pub.Endpoint.String(), "drain", pub.Drain, "reason", pub.Reason)
+				s.log.Info("hiveserver2 chosen", "server", pub.Endpoint.String(), "drain", pub.Drain, "prev_dead", pub.PrevDead, "reason", pub.Reason)
 			} else {
-				s.log.Warn("no hiveserver2 available", "drain", pub.Drain, "reason", pub.Reason)
+				s.log.Warn("no hiveserver2 available", "drain", pub.Drain, "prev_dead", pub.PrevDead, "reason", pub.Reason)
 			}
 			publish(*pub)
 		}
@@ -300,27 +334,42 @@ func (s *Selector) Report(server string) {
 	}
 }
 
+// FailoverOptions qualify a manual failover.
+type FailoverOptions struct {
+	// AbortRunning declares the old server dead (Choice.PrevDead): queries
+	// still running there end at once. By default they may finish (drain).
+	AbortRunning bool
+}
+
 // Failover moves traffic away from the current server (a planned switch:
-// its running queries may finish) and holds it down for the cooldown. It
-// returns once another server was verified and published, or with an error
-// if there is none (the current server then stays).
-func (s *Selector) Failover(reason string) error {
+// its running queries may finish unless opts.AbortRunning) and holds it
+// down for the cooldown. It returns once another server was verified and
+// published, or with an error if there is none (the current server then
+// stays), if discovery has not answered yet (ErrNotSynced), or when ctx
+// ends first (the request is then withdrawn: it never fires later).
+func (s *Selector) Failover(ctx context.Context, reason string, opts FailoverOptions) error {
 	s.mu.Lock()
 	done := s.runDone
 	s.mu.Unlock()
 	if done == nil {
 		return ErrNotRunning
 	}
-	req := &failoverReq{reason: reason, reply: make(chan error, 1)}
+	req := &failoverReq{ctx: ctx, reason: reason, abort: opts.AbortRunning, reply: make(chan error, 1)}
 	select {
 	case s.failoverC <- req:
 	case <-done:
 		return ErrNotRunning
+	case <-ctx.Done():
+		return fmt.Errorf("registry: failover: %w", ctx.Err())
 	}
 	select {
 	case err := <-req.reply:
 		return err
 	case <-done:
 		return ErrNotRunning
+	case <-ctx.Done():
+		// The core drops a request whose ctx ended at its next step.
+		s.Report("") // wake it
+		return fmt.Errorf("registry: failover: %w", ctx.Err())
 	}
 }

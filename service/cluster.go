@@ -86,7 +86,9 @@ func (c *ClusterService) Failover(ctx context.Context, req *hiveqv1.FailoverRequ
 	if reason == "" {
 		reason = "manual failover"
 	}
-	route, err := c.cfg.Coordinator.Failover(ctx, req.GetConnector(), req.GetExpectedEpoch(), reason)
+	route, err := c.cfg.Coordinator.Failover(ctx, cluster.FailoverRequest{
+		Connector: req.GetConnector(), ExpectedEpoch: req.GetExpectedEpoch(), Reason: reason, AbortRunning: req.GetAbortRunning(),
+	})
 	var nl *cluster.NotLeaderError
 	if errors.As(err, &nl) {
 		return c.forward(ctx, req, nl)
@@ -178,6 +180,8 @@ func connectorStateProto(cs cluster.ConnectorState) *hiveqv1.ConnectorState {
 		ChosenBy: cs.ChosenBy,
 		ChosenAt: ts(cs.ChosenAt),
 		Reason:   cs.Reason,
+		Drain:    cs.Drain,
+		PrevDead: cs.PrevDead,
 	}
 	cands := append(cs.Candidates[:0:0], cs.Candidates...)
 	sort.SliceStable(cands, func(i, j int) bool { return cands[i].Seq < cands[j].Seq })

@@ -123,9 +123,9 @@ func (o *Observer) Activity(connector, server string) Activity {
 }
 
 // LastAnswer is when any replica last saw server answer a call (zero if
-// never); ok is always true. registry.SelectorConfig.Traffic uses it.
-func (o *Observer) LastAnswer(connector, server string) (time.Time, bool) {
-	return o.Activity(connector, server).LastAnswer, true
+// never); it implements registry.TrafficEvidence.
+func (o *Observer) LastAnswer(connector, server string) time.Time {
+	return o.Activity(connector, server).LastAnswer
 }
 
 func (st *stats) activity() Activity {

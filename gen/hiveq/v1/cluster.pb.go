@@ -188,6 +188,10 @@ type FailoverRequest struct {
 	// 0 skips the check.
 	ExpectedEpoch uint64 `protobuf:"varint,2,opt,name=expected_epoch,json=expectedEpoch,proto3" json:"expected_epoch,omitempty"`
 	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// By default the old server drains: queries running there may finish
+	// and only new queries move. Set to end them at once instead (the
+	// published route declares the old server dead; clients see ABORTED).
+	AbortRunning  bool `protobuf:"varint,4,opt,name=abort_running,json=abortRunning,proto3" json:"abort_running,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -241,6 +245,13 @@ func (x *FailoverRequest) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *FailoverRequest) GetAbortRunning() bool {
+	if x != nil {
+		return x.AbortRunning
+	}
+	return false
 }
 
 type FailoverResponse struct {
@@ -550,12 +561,19 @@ type ConnectorState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Unset when no HS2 is available; reason says why.
-	Server        *Server                `protobuf:"bytes,2,opt,name=server,proto3" json:"server,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	ChosenBy      string                 `protobuf:"bytes,4,opt,name=chosen_by,json=chosenBy,proto3" json:"chosen_by,omitempty"`
-	ChosenAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=chosen_at,json=chosenAt,proto3" json:"chosen_at,omitempty"`
-	Reason        string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
-	Candidates    []*Candidate           `protobuf:"bytes,7,rep,name=candidates,proto3" json:"candidates,omitempty"`
+	Server     *Server                `protobuf:"bytes,2,opt,name=server,proto3" json:"server,omitempty"`
+	Epoch      uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	ChosenBy   string                 `protobuf:"bytes,4,opt,name=chosen_by,json=chosenBy,proto3" json:"chosen_by,omitempty"`
+	ChosenAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=chosen_at,json=chosenAt,proto3" json:"chosen_at,omitempty"`
+	Reason     string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	Candidates []*Candidate           `protobuf:"bytes,7,rep,name=candidates,proto3" json:"candidates,omitempty"`
+	// The switch to this route was planned (the previous server
+	// deregistered, was failed over by hand, or only timed out): queries
+	// running there may finish.
+	Drain bool `protobuf:"varint,8,opt,name=drain,proto3" json:"drain,omitempty"`
+	// The previous server was found dead (every health check refused), or a
+	// manual failover aborted it: queries running there ended.
+	PrevDead      bool `protobuf:"varint,9,opt,name=prev_dead,json=prevDead,proto3" json:"prev_dead,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -637,6 +655,20 @@ func (x *ConnectorState) GetCandidates() []*Candidate {
 		return x.Candidates
 	}
 	return nil
+}
+
+func (x *ConnectorState) GetDrain() bool {
+	if x != nil {
+		return x.Drain
+	}
+	return false
+}
+
+func (x *ConnectorState) GetPrevDead() bool {
+	if x != nil {
+		return x.PrevDead
+	}
+	return false
 }
 
 type Candidate struct {
@@ -760,11 +792,12 @@ const file_hiveq_v1_cluster_proto_rawDesc = "" +
 	"\btopology\x18\x01 \x01(\v2\x12.hiveq.v1.TopologyR\btopology\"\x16\n" +
 	"\x14WatchTopologyRequest\"G\n" +
 	"\x15WatchTopologyResponse\x12.\n" +
-	"\btopology\x18\x01 \x01(\v2\x12.hiveq.v1.TopologyR\btopology\"n\n" +
+	"\btopology\x18\x01 \x01(\v2\x12.hiveq.v1.TopologyR\btopology\"\x93\x01\n" +
 	"\x0fFailoverRequest\x12\x1c\n" +
 	"\tconnector\x18\x01 \x01(\tR\tconnector\x12%\n" +
 	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"J\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12#\n" +
+	"\rabort_running\x18\x04 \x01(\bR\fabortRunning\"J\n" +
 	"\x10FailoverResponse\x126\n" +
 	"\tconnector\x18\x01 \x01(\v2\x18.hiveq.v1.ConnectorStateR\tconnector\"\xc8\x02\n" +
 	"\bTopology\x12\x18\n" +
@@ -789,7 +822,7 @@ const file_hiveq_v1_cluster_proto_rawDesc = "" +
 	"\ttransport\x18\x03 \x01(\tR\ttransport\x12\x12\n" +
 	"\x04auth\x18\x04 \x01(\tR\x04auth\x12\x10\n" +
 	"\x03tls\x18\x05 \x01(\bR\x03tls\x12\x1b\n" +
-	"\thttp_path\x18\x06 \x01(\tR\bhttpPath\"\x87\x02\n" +
+	"\thttp_path\x18\x06 \x01(\tR\bhttpPath\"\xba\x02\n" +
 	"\x0eConnectorState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
 	"\x06server\x18\x02 \x01(\v2\x10.hiveq.v1.ServerR\x06server\x12\x14\n" +
@@ -799,7 +832,9 @@ const file_hiveq_v1_cluster_proto_rawDesc = "" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x123\n" +
 	"\n" +
 	"candidates\x18\a \x03(\v2\x13.hiveq.v1.CandidateR\n" +
-	"candidates\"\xc6\x02\n" +
+	"candidates\x12\x14\n" +
+	"\x05drain\x18\b \x01(\bR\x05drain\x12\x1b\n" +
+	"\tprev_dead\x18\t \x01(\bR\bprevDead\"\xc6\x02\n" +
 	"\tCandidate\x12(\n" +
 	"\x06server\x18\x01 \x01(\v2\x10.hiveq.v1.ServerR\x06server\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1a\n" +
