@@ -15,7 +15,8 @@
 //	connectors/<name>            routing.Route JSON: server, epoch, chosen_by, chosen_at, reason, drain
 //	candidates/<name>            candidate health as the leader last saw it (throttled)
 //	replicas/<id>                {id, address, started}, bound to the replica's lease
-//	reports/<connector>/<id>     {epoch, server, error, time}, bound to the replica's lease
+//	reports/<connector>/<id>     {epoch, server, error, refused, time}, bound to the replica's lease
+//	traffic/<id>                 traffic.Summary: when calls to each HS2 were last answered (ages), bound to the replica's lease
 package cluster
 
 import (

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -59,8 +60,16 @@ type EtcdConfig struct {
 	FailoverTimeout time.Duration
 	// Backoff between retries of failed etcd work; default 250ms.
 	Backoff time.Duration
-	Now     func() time.Time
-	Logger  *slog.Logger
+	// Traffic is this replica's passive HS2 health evidence (optional):
+	// its summary is published under traffic/<id> at most every
+	// TrafficInterval while calls happen, and other replicas' summaries
+	// are merged into it, so the leader's selector sees every replica's
+	// traffic (see package traffic).
+	Traffic TrafficExchange
+	// TrafficInterval between traffic summary writes; default 500ms.
+	TrafficInterval time.Duration
+	Now             func() time.Time
+	Logger          *slog.Logger
 }
 
 func (c EtcdConfig) withDefaults() EtcdConfig {
@@ -85,6 +94,9 @@ func (c EtcdConfig) withDefaults() EtcdConfig {
 	}
 	if c.CandidatesInterval <= 0 {
 		c.CandidatesInterval = 5 * time.Second
+	}
+	if c.TrafficInterval <= 0 {
+		c.TrafficInterval = 500 * time.Millisecond
 	}
 	if c.FailoverTimeout <= 0 {
 		c.FailoverTimeout = 15 * time.Second
@@ -132,6 +144,7 @@ func (k keys) candidates(name string) string { return k.root + "candidates/" + n
 func (k keys) replica(id string) string      { return k.root + "replicas/" + id }
 func (k keys) reports() string               { return k.root + "reports/" }
 func (k keys) report(conn, id string) string { return k.reports() + conn + "/" + id }
+func (k keys) traffic(id string) string      { return k.root + "traffic/" + id }
 
 // candidatesDoc is the value of candidates/<name>.
 type candidatesDoc struct {
@@ -142,11 +155,20 @@ type candidatesDoc struct {
 
 // reportDoc is the value of reports/<connector>/<replica>.
 type reportDoc struct {
-	Epoch  uint64    `json:"epoch"`
-	Server string    `json:"server"`
-	Error  string    `json:"error"`
-	Time   time.Time `json:"time"`
+	Epoch  uint64 `json:"epoch"`
+	Server string `json:"server"`
+	Error  string `json:"error"`
+	// Refused: the replica's call found the port closed (the server is
+	// gone), as opposed to a stall or a reset. The leader's probes still
+	// decide; the flag says how urgent and is logged.
+	Refused bool      `json:"refused,omitempty"`
+	Time    time.Time `json:"time"`
 }
+
+// Refused reports whether err is a refused connection: nothing listens on
+// the server's port, its process is gone. Timeouts, stalls and resets are
+// not: a slow or saturated server is never declared dead.
+func Refused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 
 // Node is the etcd-mode Coordinator of one replica.
 type Node struct {
@@ -434,6 +456,8 @@ func (n *Node) applyEvents(evs []*clientv3.Event) {
 			} else if json.Unmarshal(ev.Kv.Value, &d) == nil {
 				n.candidates[rest] = d
 			}
+		case "traffic":
+			n.applyTraffic(rest, ev.Kv.Value, del)
 		case "connectors":
 			// A deleted route is ignored: the table keeps the last one,
 			// which is what a replica should serve until told otherwise.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,7 +54,7 @@ func (p *prober) Probe(ctx context.Context, ep hs2.Endpoint) error {
 	defer p.mu.Unlock()
 	p.probes[ep.Addr()]++
 	if p.down[ep.Addr()] {
-		return fmt.Errorf("dial tcp %s: connection refused", ep.Addr())
+		return fmt.Errorf("dial tcp %s: %w", ep.Addr(), syscall.ECONNREFUSED)
 	}
 	return nil
 }

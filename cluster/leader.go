@@ -325,7 +325,7 @@ func (c *connLeader) report(d reportDoc, from string) {
 		return
 	}
 	c.n.log.Info("cluster: failure report", "connector", c.cc.Name, "from", from, "epoch", d.Epoch,
-		"server", d.Server, "error", d.Error)
+		"server", d.Server, "refused", d.Refused, "error", d.Error)
 	sel.Report(d.Server)
 }
 

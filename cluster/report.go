@@ -41,11 +41,11 @@ func (n *Node) ReportFailure(connector string, epoch uint64, server string, err 
 	}
 	d := reportDoc{Epoch: epoch, Server: server, Time: n.cfg.Now().UTC()}
 	if err != nil {
-		d.Error = err.Error()
+		d.Error, d.Refused = err.Error(), Refused(err)
 	}
 	r := &n.rep
 	r.mu.Lock()
-	if last, ok := r.sent[connector]; ok && last.Epoch == epoch && last.Server == server && d.Time.Sub(last.Time) < n.cfg.ReportInterval {
+	if last, ok := r.sent[connector]; ok && last.Epoch == epoch && last.Server == server && last.Refused == d.Refused && d.Time.Sub(last.Time) < n.cfg.ReportInterval {
 		r.mu.Unlock()
 		return
 	}
@@ -90,6 +90,12 @@ func (n *Node) withLease(ctx context.Context, cli *clientv3.Client, sess *concur
 	self, _ := json.Marshal(Replica{ID: n.cfg.ReplicaID, Address: n.cfg.Address, Started: n.started})
 	registered := false
 	var retry <-chan time.Time
+	var trafficTick <-chan time.Time
+	if n.cfg.Traffic != nil {
+		t := time.NewTicker(n.cfg.TrafficInterval)
+		defer t.Stop()
+		trafficTick = t.C
+	}
 	for {
 		if !registered {
 			pctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
@@ -107,6 +113,8 @@ func (n *Node) withLease(ctx context.Context, cli *clientv3.Client, sess *concur
 			return
 		case <-n.rep.wake:
 		case <-retry:
+		case <-trafficTick:
+			n.publishTraffic(ctx, cli, sess.Lease())
 		}
 		retry = nil
 	}

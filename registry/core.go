@@ -502,6 +502,12 @@ func (c *core) stepAdopted(now time.Time) (probes []hs2.Endpoint, pub *Choice, w
 		return nil, nil, time.Time{}
 	}
 	if h.down(now) {
+		// Discovery usually answers within milliseconds and then picks
+		// the next server directly; "none" is for a registry that stays
+		// silent.
+		if grace := c.started.Add(c.fresh); now.Before(grace) {
+			return nil, nil, grace
+		}
 		reason := fmt.Sprintf("adopted %s failed %d health checks in a row before discovery answered: %s", cur, h.fails, h.lastErr)
 		c.current = nil
 		c.noneKey = ""

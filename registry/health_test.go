@@ -197,6 +197,13 @@ func TestCoreAdoptedProbedBeforeSync(t *testing.T) {
 	h.answer(ep(1), errConnRefused, time.Millisecond)
 	h.advance(DefaultProbeInterval)
 	h.answer(ep(1), errConnRefused, time.Millisecond)
+	h.wantPubs(0) // discovery gets a moment to answer first
+	wake := h.step()
+	if wake.IsZero() || wake.Sub(t0) > time.Second {
+		t.Fatalf("wake %v", wake)
+	}
+	h.now = wake
+	h.step()
 	h.wantChoice(nil, false, "adopted hs2-1:10000 failed", "before discovery answered")
 	h.wantDead(true)
 	// Discovery answers later: the restarted server is chosen.

@@ -77,7 +77,10 @@ func TestIntegrationPlain(t *testing.T) {
 	// Crash: the znode stays (its ZooKeeper session lives on), probes fail.
 	crashed := time.Now()
 	b.Crash()
-	_, at := r.waitChoice(t, 10*time.Second, chose(a.Addr(), false, b.Addr()+" failed 2 health checks"))
+	ch, at := r.waitChoice(t, 10*time.Second, chose(a.Addr(), false, b.Addr()+" refused every health check"))
+	if !ch.PrevDead {
+		t.Fatalf("a crashed server is not declared dead: %+v", ch)
+	}
 	t.Logf("crash -> switch: %v", at.Sub(crashed).Round(time.Millisecond))
 	if d := at.Sub(crashed); d > 3*time.Second {
 		t.Errorf("crash -> switch took %v, want about a second", d)
@@ -252,7 +255,11 @@ func TestIntegrationHungHS2(t *testing.T) {
 	r.waitChoice(t, 20*time.Second, chose(a.Addr(), false))
 	hung := time.Now()
 	a.Hang()
-	_, at := r.waitChoice(t, 10*time.Second, chose(b.Addr(), false, "no answer within 500ms"))
+	// Timeouts drain: the hung server is not known dead.
+	ch, at := r.waitChoice(t, 10*time.Second, chose(b.Addr(), true, "no answer within 500ms"))
+	if ch.PrevDead {
+		t.Fatalf("a hung server declared dead: %+v", ch)
+	}
 	t.Logf("hang -> switch: %v", at.Sub(hung).Round(time.Millisecond))
 	if d := at.Sub(hung); d > 4*time.Second {
 		t.Errorf("hang -> switch took %v", d)
