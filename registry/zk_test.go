@@ -404,3 +404,49 @@ func TestZKConfigPaths(t *testing.T) {
 		t.Fatalf("ha roots %v", r)
 	}
 }
+
+// TestZKReconnectKeepsWatches (12.7): reconnects within one session keep
+// the watches (the client re-registers them), so they are not armed again:
+// watchers do not pile up, and changes are still seen.
+func TestZKReconnectKeepsWatches(t *testing.T) {
+	z := testenv.StartZooKeeper(t)
+	hs2zk := zkClient(t, z.Servers())
+	a := registerHS2(t, hs2zk, "/hiveserver2", "hs2-a:10000", publishedConf("hs2-a", 10000), nil)
+	registerHS2(t, hs2zk, "/hiveserver2", "hs2-b:10001", publishedConf("hs2-b", 10001), nil)
+	p, err := testenv.NewProxy(z.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	d := NewZooKeeper(ZKConfig{Servers: []string{p.Addr()}, SessionTimeout: 20 * time.Second, Logger: testLogger()})
+	zd := d.(*zkDiscovery)
+	r := runDiscovery(t, d)
+	r.waitFor(t, 20*time.Second, wantAddrs("hs2-a:10000", "hs2-b:10001"))
+	armed := zd.armCalls.Load()
+	sessions := zd.sessions.Load()
+	for i := range 3 {
+		_, lists := r.latest()
+		p.SetMode(testenv.Refuse)
+		p.SetMode(testenv.Pass)
+		// Each reconnect resyncs (and reports the list again).
+		testenv.Eventually(t, 20*time.Second, func() error {
+			if _, n := r.latest(); n <= lists {
+				return fmt.Errorf("reconnect %d: no resync yet", i)
+			}
+			return nil
+		})
+	}
+	if got := zd.sessions.Load(); got != sessions {
+		t.Fatalf("the session changed (%d -> %d): the test needs reconnects within one session", sessions, got)
+	}
+	if got := zd.armCalls.Load(); got != armed {
+		t.Fatalf("watches armed again after same-session reconnects: %d calls before, %d after", armed, got)
+	}
+	// The kept watches still fire.
+	if _, err := hs2zk.Set(a, []byte(publishedConf("hs2-a", 10010)), -1); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor(t, 10*time.Second, wantAddrs("hs2-a:10010", "hs2-b:10001"))
+	registerHS2(t, hs2zk, "/hiveserver2", "hs2-c:10002", publishedConf("hs2-c", 10002), nil)
+	r.waitFor(t, 10*time.Second, wantAddrs("hs2-a:10010", "hs2-b:10001", "hs2-c:10002"))
+}

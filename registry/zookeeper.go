@@ -65,12 +65,14 @@ type zkDiscovery struct {
 	ha  bool
 	statusBox
 	sessions atomic.Int64 // ZooKeeper sessions established (for tests)
+	armCalls atomic.Int64 // watches armed: ChildrenW, ExistsW, GetW (for tests)
 }
 
 // dirCache mirrors one watched znode's children and their data.
 type dirCache struct {
 	path     string
 	listed   bool // children read and child watch armed
+	armed    bool // a child (or exists) watch on path is armed
 	exists   bool
 	children map[string]*childData
 }
@@ -79,6 +81,7 @@ type childData struct {
 	data   []byte
 	err    error // reading the data failed (e.g. no read permission)
 	loaded bool
+	armed  bool // its data watch is armed
 }
 
 // watchState collects what ZooKeeper told us since the last sync; the event
@@ -86,6 +89,7 @@ type childData struct {
 type watchState struct {
 	mu    sync.Mutex
 	full  bool            // session (re-)established or watches lost: re-read everything
+	lost  bool            // watches dropped (session expired, NotWatching): arm them all again
 	dirty map[string]bool // paths whose watch fired
 	wake  chan struct{}
 }
@@ -97,8 +101,11 @@ func (w *watchState) onEvent(ev zk.Event) {
 		if ev.State == zk.StateHasSession || ev.State == zk.StateExpired {
 			w.full = true
 		}
+		if ev.State == zk.StateExpired {
+			w.lost = true
+		}
 	case zk.EventNotWatching:
-		w.full = true
+		w.full, w.lost = true, true
 	default:
 		if w.dirty == nil {
 			w.dirty = map[string]bool{}
@@ -112,19 +119,20 @@ func (w *watchState) onEvent(ev zk.Event) {
 	}
 }
 
-func (w *watchState) take() (bool, map[string]bool) {
+func (w *watchState) take() (full, lost bool, dirty map[string]bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	full, dirty := w.full, w.dirty
-	w.full, w.dirty = false, nil
-	return full, dirty
+	full, lost, dirty = w.full, w.lost, w.dirty
+	w.full, w.lost, w.dirty = false, false, nil
+	return full, lost, dirty
 }
 
 // putBack restores flags a failed sync consumed, so the retry redoes them.
-func (w *watchState) putBack(full bool, dirty map[string]bool) {
+func (w *watchState) putBack(full, lost bool, dirty map[string]bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.full = w.full || full
+	w.lost = w.lost || lost
 	if len(dirty) > 0 && w.dirty == nil {
 		w.dirty = map[string]bool{}
 	}
@@ -274,16 +282,16 @@ func (d *zkDiscovery) Run(ctx context.Context, update func([]Candidate)) error {
 			}
 			authed = true
 		}
-		full, dirty := ws.take()
+		full, lost, dirty := ws.take()
 		if sid := conn.SessionID(); sid != lastSess {
 			if lastSess != 0 {
 				log.Info("zookeeper session re-established; resyncing", "session", fmt.Sprintf("%#x", sid))
 			}
-			lastSess, full = sid, true
+			lastSess, full, lost = sid, true, true
 			d.sessions.Add(1)
 		}
-		if err := d.sync(conn, dirs, full, dirty); err != nil {
-			ws.putBack(full, dirty)
+		if err := d.sync(conn, dirs, full, lost, dirty); err != nil {
+			ws.putBack(full, lost, dirty)
 			d.set(func(s *Status) { s.Err = "reading ZooKeeper: " + err.Error() })
 			log.Debug("zookeeper sync failed; will retry", "err", err)
 			retry = time.After(backoff)
@@ -316,29 +324,78 @@ func isConnErr(err error) bool {
 }
 
 // sync re-reads what changed (everything when full) and re-arms the watches
-// that fired. A connection error aborts it; the caller retries it whole.
-func (d *zkDiscovery) sync(conn *zk.Conn, dirs []*dirCache, full bool, dirty map[string]bool) error {
+// that fired (every watch when lost). A connection error aborts it; the
+// caller retries it whole.
+//
+// A reconnect within the same session keeps the watches: the client library
+// re-registers them with the server (SetWatches), and every watch call
+// would add one more watcher to its list for the same path. So a full
+// re-read after such a reconnect reads without watching where a watch is
+// still armed; only a fired watch, or all of them after a session expiry,
+// is armed again.
+func (d *zkDiscovery) sync(conn *zk.Conn, dirs []*dirCache, full, lost bool, dirty map[string]bool) error {
+	if lost {
+		for _, dc := range dirs {
+			dc.armed = false
+			for _, c := range dc.children {
+				c.armed = false
+			}
+		}
+	}
 	for _, dc := range dirs {
-		if err := syncDir(conn, dc, full, dirty); err != nil {
+		if dirty[dc.path] {
+			dc.armed = false
+		}
+		for name, c := range dc.children {
+			if dirty[dc.path+"/"+name] {
+				c.armed = false
+			}
+		}
+		if err := d.syncDir(conn, dc, full, dirty); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func syncDir(conn *zk.Conn, dc *dirCache, full bool, dirty map[string]bool) error {
+func (d *zkDiscovery) syncDir(conn *zk.Conn, dc *dirCache, full bool, dirty map[string]bool) error {
 	if full || dirty[dc.path] || !dc.listed {
 		for {
-			names, _, _, err := conn.ChildrenW(dc.path)
+			var names []string
+			var err error
+			if dc.armed && !dc.exists {
+				// Its exists watch is still armed: look without watching.
+				ok, _, err := conn.Exists(dc.path)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					dc.listed, dc.children = true, nil
+					return nil
+				}
+				dc.armed = false // created: the exists watch fires; watch the children
+			}
+			if dc.armed && dc.exists {
+				names, _, err = conn.Children(dc.path)
+			} else {
+				d.armCalls.Add(1)
+				names, _, _, err = conn.ChildrenW(dc.path)
+				if err == nil {
+					dc.armed = true
+				}
+			}
 			if errors.Is(err, zk.ErrNoNode) {
 				// Not created yet (no HS2 ever registered): watch for it.
+				d.armCalls.Add(1)
 				ok, _, _, err := conn.ExistsW(dc.path)
 				if err != nil {
 					return err
 				}
 				if ok {
-					continue // created in between: list it
+					dc.armed = false
+					continue // created in between: list it (watching)
 				}
+				dc.armed = true
 				dc.listed, dc.exists, dc.children = true, false, nil
 				return nil
 			}
@@ -348,9 +405,12 @@ func syncDir(conn *zk.Conn, dc *dirCache, full bool, dirty map[string]bool) erro
 			old := dc.children
 			dc.listed, dc.exists, dc.children = true, true, make(map[string]*childData, len(names))
 			for _, n := range names {
-				if c, ok := old[n]; ok && !full {
+				switch c, ok := old[n]; {
+				case ok && !full:
 					dc.children[n] = c
-				} else {
+				case ok:
+					dc.children[n] = &childData{armed: c.armed} // re-read, its watch kept
+				default:
 					dc.children[n] = &childData{}
 				}
 			}
@@ -362,7 +422,15 @@ func syncDir(conn *zk.Conn, dc *dirCache, full bool, dirty map[string]bool) erro
 		if c.loaded && !full && !dirty[p] {
 			continue
 		}
-		data, _, _, err := conn.GetW(p)
+		var data []byte
+		var err error
+		if c.armed {
+			data, _, err = conn.Get(p)
+		} else {
+			d.armCalls.Add(1)
+			data, _, _, err = conn.GetW(p)
+			c.armed = err == nil
+		}
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
 			// Deleted since the listing; the child watch fires and relists.
@@ -372,7 +440,7 @@ func syncDir(conn *zk.Conn, dc *dirCache, full bool, dirty map[string]bool) erro
 		case err != nil:
 			*c = childData{err: err, loaded: true}
 		default:
-			*c = childData{data: data, loaded: true}
+			*c = childData{data: data, loaded: true, armed: c.armed}
 		}
 	}
 	return nil
