@@ -11,6 +11,7 @@ import (
 //
 //	POST /fault/crash | /fault/hang | /fault/heal
 //	POST /fault/slow?delay=200ms
+//	POST /fault/pause?for=5s
 //	POST /fault/fail?on=true
 //	POST /fault/deregister | /fault/register
 //	POST /fault/drop?rows=N
@@ -33,6 +34,14 @@ func (s *Server) ControlHandler() http.Handler {
 	post("/fault/crash", func(*http.Request) error { s.Crash(); return nil })
 	post("/fault/hang", func(*http.Request) error { s.Hang(); return nil })
 	post("/fault/heal", func(*http.Request) error { s.Heal(); return nil })
+	post("/fault/pause", func(r *http.Request) error {
+		d, err := time.ParseDuration(r.URL.Query().Get("for"))
+		if err != nil {
+			return err
+		}
+		s.Pause(d)
+		return nil
+	})
 	post("/fault/slow", func(r *http.Request) error {
 		d, err := time.ParseDuration(r.URL.Query().Get("delay"))
 		if err != nil {

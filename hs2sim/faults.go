@@ -61,6 +61,27 @@ func (f *faults) setHang() {
 	}
 }
 
+// pause stalls every call for d, then lets them all go on, like a JVM's
+// stop-the-world GC pause: connections stay open, nothing is answered
+// meanwhile, and nothing is lost. A pause during a hang ends with it.
+func (f *faults) pause(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.hang != nil {
+		return // already hung or paused
+	}
+	ch := make(chan struct{})
+	f.hang = ch
+	time.AfterFunc(d, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.hang == ch {
+			close(ch)
+			f.hang = nil
+		}
+	})
+}
+
 // heal clears every fault; pacing is a setting, not a fault, and stays.
 func (f *faults) heal() {
 	f.mu.Lock()

@@ -209,3 +209,24 @@ func TestControlEndpoint(t *testing.T) {
 	c.closeSession(h)
 	http.DefaultClient.CloseIdleConnections()
 }
+
+// TestPause: a GC pause stalls every call, then answers them all; the
+// connection and session survive it.
+func TestPause(t *testing.T) {
+	s := startServer(t, Config{})
+	c := dialRaw(t, s, dialOpts{})
+	h := c.open(nil)
+	start := time.Now()
+	s.Pause(700 * time.Millisecond)
+	if _, err := c.GetInfo(ctxT(t), &hiveserver.TGetInfoReq{SessionHandle: h, InfoType: hiveserver.TGetInfoType_CLI_DBMS_VER}); err != nil {
+		t.Fatalf("after the pause: %v", err)
+	}
+	if d := time.Since(start); d < 600*time.Millisecond {
+		t.Fatalf("answered after %v, during the pause", d)
+	}
+	// Over: calls are answered at once again.
+	start = time.Now()
+	if got := c.query(h, "SELECT 1"); got[0][0] != "1" || time.Since(start) > 5*time.Second {
+		t.Fatalf("after the pause: %v in %v", got, time.Since(start))
+	}
+}

@@ -486,6 +486,10 @@ func (s *Server) Crash() {
 // answer until Heal.
 func (s *Server) Hang() { s.faults.setHang() }
 
+// Pause stalls every call for d and then resumes (a GC pause); Heal ends
+// it early.
+func (s *Server) Pause(d time.Duration) { s.faults.pause(d) }
+
 // SetSlow delays every call by d.
 func (s *Server) SetSlow(d time.Duration) {
 	s.faults.mu.Lock()
