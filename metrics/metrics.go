@@ -92,7 +92,7 @@ func New(cfg Config) *Metrics {
 		}, []string{"connector", "call", "kind"}),
 		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "failovers_total",
-			Help: "Route changes that moved a connector off its server, by kind (failure, or drain for planned switches).",
+			Help: "Route changes that moved a connector off its server, by kind: dead (found dead or aborted by hand: its running queries ended), drain (planned, or probes timed out: running queries may finish), failure (any other failed health check).",
 		}, []string{"connector", "kind"}),
 	}
 	m.state = &stateCollector{}
@@ -108,6 +108,7 @@ func New(cfg Config) *Metrics {
 		m.queries.WithLabelValues(c, codes.OK.String())
 		m.rows.WithLabelValues(c)
 		m.bytes.WithLabelValues(c)
+		m.failovers.WithLabelValues(c, "dead")
 		m.failovers.WithLabelValues(c, "failure")
 		m.failovers.WithLabelValues(c, "drain")
 	}
@@ -162,7 +163,10 @@ func (m *Metrics) OnSwitch(old, new *routing.Route) {
 		return
 	}
 	kind := "failure"
-	if new.Drain {
+	switch {
+	case new.PrevDead:
+		kind = "dead"
+	case new.Drain:
 		kind = "drain"
 	}
 	m.failovers.WithLabelValues(m.connector(new.Connector), kind).Inc()

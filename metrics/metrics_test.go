@@ -27,6 +27,10 @@ func TestOnSwitch(t *testing.T) {
 	m.OnSwitch(&routing.Route{Connector: "hive", Epoch: 3, Endpoint: b}, &routing.Route{Connector: "hive", Epoch: 4, Endpoint: a, Drain: true})
 	m.OnSwitch(&routing.Route{Connector: "hive", Epoch: 4, Endpoint: a}, &routing.Route{Connector: "hive", Epoch: 5}) // none left
 	m.OnSwitch(&routing.Route{Connector: "hive", Epoch: 5}, &routing.Route{Connector: "hive", Epoch: 6, Endpoint: b}) // from none
+	m.OnSwitch(&routing.Route{Connector: "hive", Epoch: 6, Endpoint: b}, &routing.Route{Connector: "hive", Epoch: 7, Endpoint: a, PrevDead: true})
+	if got := value(t, m.failovers.WithLabelValues("hive", "dead")); got != 1 {
+		t.Errorf("dead %v, want 1", got)
+	}
 	if got := value(t, m.failovers.WithLabelValues("hive", "failure")); got != 2 {
 		t.Errorf("failures %v, want 2", got)
 	}

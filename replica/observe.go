@@ -13,6 +13,7 @@ import (
 	"github.com/hiveqd/hiveqd/metrics"
 	"github.com/hiveqd/hiveqd/query"
 	"github.com/hiveqd/hiveqd/tracing"
+	"github.com/hiveqd/hiveqd/traffic"
 )
 
 // metricsListener is where /metrics is served, nil when it is off.
@@ -38,11 +39,13 @@ func connectorNames(cfg config.Config) []string {
 	return names
 }
 
-// observeHS2 hooks metrics and tracing into the engine's HS2 sessions (not
-// the health probes': their calls are no query's and would only add noise).
-func observeHS2(conns map[string]query.Connector, m *metrics.Metrics, tr *tracing.Tracing) {
+// observeHS2 hooks metrics, tracing and passive health evidence into the
+// engine's HS2 sessions (not the health probes': their calls are no
+// query's, and probes are the active half of health).
+func observeHS2(conns map[string]query.Connector, m *metrics.Metrics, tr *tracing.Tracing, obs *traffic.Observer) {
 	for name, c := range conns {
-		c.Options.Observe = hs2.Observers(m.HS2Observer(name), tr.HS2Observer(name))
+		c.Options.Observe = hs2.Observers(m.HS2Observer(name), tr.HS2Observer(name),
+			func(_ context.Context, _, server string) func(error) { return obs.CallStarted(name, server) })
 		conns[name] = c
 	}
 }

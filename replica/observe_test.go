@@ -316,7 +316,7 @@ func TestFailoverMetrics(t *testing.T) {
 	m := waitMetrics(t, f.metricsURL, "a failover to the second server", func(m map[string]float64) bool {
 		return m[fmt.Sprintf(`hiveqd_route_info{connector="hive",server=%q}`, b.Addr())] == 1
 	})
-	if v := m[`hiveqd_failovers_total{connector="hive",kind="failure"}`]; v != 1 {
+	if v := m[`hiveqd_failovers_total{connector="hive",kind="dead"}`]; v != 1 {
 		t.Errorf("failovers_total = %v, want 1", v)
 	}
 	if v := m[`hiveqd_route_epoch{connector="hive"}`]; v != 2 {

@@ -34,6 +34,7 @@ import (
 	"github.com/hiveqd/hiveqd/service"
 	"github.com/hiveqd/hiveqd/tlsutil"
 	"github.com/hiveqd/hiveqd/tracing"
+	"github.com/hiveqd/hiveqd/traffic"
 )
 
 // Options are what the process around a replica provides.
@@ -114,15 +115,18 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	}
 
 	table := routing.NewTable()
-	connectors, engineConnectors, err := buildConnectors(cfg, log)
+	// Passive HS2 health: the engine's calls tell the selector whether a
+	// server whose probes time out still answers (saturated) or not (hung).
+	obs := traffic.New(nil)
+	connectors, engineConnectors, err := buildConnectors(cfg, obs, log)
 	if err != nil {
 		return err
 	}
-	observeHS2(engineConnectors, mets, tr)
+	observeHS2(engineConnectors, mets, tr, obs)
 	if mets != nil {
 		table.OnSwitch(mets.OnSwitch)
 	}
-	coord, err := buildCoordinator(cfg, table, connectors, advertise, log)
+	coord, err := buildCoordinator(cfg, table, connectors, advertise, obs, log)
 	if err != nil {
 		return err
 	}
@@ -313,7 +317,7 @@ func staticEndpoints(c config.Connector) ([]hs2.Endpoint, error) {
 	return eps, nil
 }
 
-func buildConnectors(cfg config.Config, log *slog.Logger) ([]cluster.ConnectorConfig, map[string]query.Connector, error) {
+func buildConnectors(cfg config.Config, obs *traffic.Observer, log *slog.Logger) ([]cluster.ConnectorConfig, map[string]query.Connector, error) {
 	var ccs []cluster.ConnectorConfig
 	engine := map[string]query.Connector{}
 	for _, c := range cfg.Connectors {
@@ -348,6 +352,7 @@ func buildConnectors(cfg config.Config, log *slog.Logger) ([]cluster.ConnectorCo
 					ProbeTimeout:  c.Probe.Timeout,
 					Cooldown:      c.Probe.Cooldown,
 					FailThreshold: c.Probe.Failures,
+					Traffic:       obs,
 					Logger:        log.With("connector", c.Name),
 				})
 			},
@@ -393,7 +398,7 @@ func discovery(c config.Connector, log *slog.Logger) (func() registry.Discovery,
 	return nil, fmt.Errorf("connector %s: unknown discovery %q", c.Name, c.Discovery)
 }
 
-func buildCoordinator(cfg config.Config, table *routing.Table, ccs []cluster.ConnectorConfig, addr string, log *slog.Logger) (cluster.Coordinator, error) {
+func buildCoordinator(cfg config.Config, table *routing.Table, ccs []cluster.ConnectorConfig, addr string, obs *traffic.Observer, log *slog.Logger) (cluster.Coordinator, error) {
 	if cfg.Coordination == "standalone" {
 		return cluster.NewStandalone(cluster.StandaloneConfig{
 			Cluster: cfg.Cluster, ReplicaID: cfg.ReplicaID, Address: addr,
@@ -418,7 +423,7 @@ func buildCoordinator(cfg config.Config, table *routing.Table, ccs []cluster.Con
 	}
 	return cluster.NewEtcd(cluster.EtcdConfig{
 		Etcd: ec, Cluster: cfg.Cluster, ReplicaID: cfg.ReplicaID, Address: addr,
-		Connectors: ccs, Table: table, LeaseTTL: cfg.Etcd.LeaseTTL, Logger: log,
+		Connectors: ccs, Table: table, LeaseTTL: cfg.Etcd.LeaseTTL, Traffic: obs, Logger: log,
 	})
 }
 
