@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -18,12 +19,15 @@ import (
 
 // Fault kinds.
 const (
-	HS2Crash      = "hs2-crash"        // the routed HS2's port refuses (znode stays), then it is restarted
-	HS2Hang       = "hs2-hang"         // the routed HS2 accepts and never answers, then heals
-	HS2Slow       = "hs2-slow"         // every HS2 call of the routed server is delayed
-	HS2Drain      = "hs2-drain"        // the routed HS2 deregisters, then registers again
-	HS2Drop       = "hs2-drop"         // connections dropped mid-stream after N rows
-	FollowerKill  = "follower-sigkill" // then restarted
+	HS2Crash      = "hs2-crash"         // the routed HS2's port refuses (znode stays), then it is restarted
+	HS2Hang       = "hs2-hang"          // the routed HS2 accepts and never answers, then heals
+	HS2Slow       = "hs2-slow"          // every HS2 call of the routed server is delayed
+	HS2Drain      = "hs2-drain"         // the routed HS2 deregisters, then registers again
+	HS2Drop       = "hs2-drop"          // connections dropped mid-stream after N rows
+	HS2Pause      = "hs2-gc-pause"      // every call to the routed HS2 stalls 2-8s, then all are answered
+	HS2Saturate   = "hs2-saturate-lone" // the routed HS2 is the only one registered and every call takes longer than a probe may
+	HS2DrainLast  = "hs2-drain-last"    // the others deregister, then the routed HS2 too (the last one): "none", drained
+	FollowerKill  = "follower-sigkill"  // then restarted
 	FollowerTerm  = "follower-sigterm"
 	LeaderKill    = "leader-sigkill"
 	LeaderTerm    = "leader-sigterm"
@@ -36,17 +40,37 @@ const (
 )
 
 // AllKinds are the faults a run draws from.
-var AllKinds = []string{HS2Crash, HS2Hang, HS2Slow, HS2Drain, HS2Drop, FollowerKill, FollowerTerm,
-	LeaderKill, LeaderTerm, EtcdKill, ZKKill, ZKExpiry, EtcdRefuse, EtcdBlackhole, ZKRefuse}
+var AllKinds = []string{HS2Crash, HS2Hang, HS2Slow, HS2Drain, HS2Drop, HS2Pause, HS2Saturate, HS2DrainLast,
+	FollowerKill, FollowerTerm, LeaderKill, LeaderTerm, EtcdKill, ZKKill, ZKExpiry, EtcdRefuse, EtcdBlackhole, ZKRefuse}
 
 // hs2Incident reports whether a fault kind is an HS2 incident (may cause
 // one failover).
 func hs2Incident(kind string) bool {
 	switch kind {
-	case HS2Crash, HS2Hang, HS2Slow, HS2Drain, HS2Drop:
+	case HS2Crash, HS2Hang, HS2Slow, HS2Drain, HS2Drop, HS2Pause, HS2Saturate, HS2DrainLast:
 		return true
 	}
 	return false
+}
+
+// lethal reports whether a fault kind leaves the server unable to finish
+// the queries running on it (its process gone, hung, or its connections
+// cut): only then may a query running there end ABORTED or UNAVAILABLE.
+// Slow, paused, saturated and draining servers answer: nothing running on
+// them may be lost.
+func lethal(kind string) bool {
+	switch kind {
+	case HS2Crash, HS2Hang, HS2Drop:
+		return true
+	}
+	return false
+}
+
+// window is a fault's span, on one HS2 server or one replica.
+type window struct {
+	kind            string
+	server, replica string
+	from, to        time.Time
 }
 
 // Options configure a run.
@@ -109,6 +133,15 @@ type runner struct {
 	rep  *Report
 	mu   sync.Mutex
 	note string // said about the last fault
+	// windows are the faults' spans, for the stream invariants.
+	windows []window
+}
+
+// span records a fault window that ends now.
+func (r *runner) span(kind, server, replica string, from time.Time) {
+	r.mu.Lock()
+	r.windows = append(r.windows, window{kind: kind, server: server, replica: replica, from: from, to: time.Now()})
+	r.mu.Unlock()
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -248,7 +281,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		if hs2Incident(kind) {
 			allowed = 1
-			if registered < 2 {
+			if registered < 2 || kind == HS2Saturate || kind == HS2DrainLast {
+				// Saturated alone: it stays, or (if its traffic paused)
+				// "none" and back. The last one drained: "none" and back.
 				// Documented: the only registered HS2 failed, so the
 				// route goes to "none" and back once it returns.
 				allowed = 2
@@ -272,6 +307,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	r.checkOutcomes(wl.outcomes)
+	r.checkLost(wl.outcomes)
 	r.checkLeaks(ctx)
 	rep.Duration = time.Since(start).Round(time.Second).String()
 	if len(rep.Violations) > 0 {
@@ -325,23 +361,76 @@ func (r *runner) inject(ctx context.Context, kind, leader string) error {
 		}
 		return nil
 	}
+	from := time.Now()
 	switch kind {
 	case HS2Crash:
 		s, err := routed()
 		if err != nil {
 			return err
 		}
+		defer func() { r.span(kind, s.Addr, "", from) }()
 		if err := s.Fault(fctx, "crash"); err != nil {
 			return err
 		}
 		r.sleep(ctx, hold)
 		s.Kill()
 		return s.Restart(fctx)
+	case HS2Pause:
+		s, err := routed()
+		if err != nil {
+			return err
+		}
+		defer func() { r.span(kind, s.Addr, "", from) }()
+		pause := time.Duration(2000+r.rng.IntN(6000)) * time.Millisecond
+		r.note = fmt.Sprintf("[paused %v]", pause)
+		if err := s.Fault(fctx, "pause", "for", pause.String()); err != nil {
+			return err
+		}
+		r.sleep(ctx, pause+time.Second)
+		return nil
+	case HS2Saturate, HS2DrainLast:
+		s, err := routed()
+		if err != nil {
+			return err
+		}
+		defer func() { r.span(kind, s.Addr, "", from) }()
+		var others []*harness.Sim
+		for _, o := range e.fleet.Sims {
+			if o != s {
+				others = append(others, o)
+			}
+		}
+		for _, o := range others {
+			if err := o.Fault(fctx, "deregister"); err != nil {
+				return err
+			}
+		}
+		if kind == HS2Saturate {
+			// Longer than the fleet's 1s probe budget: probes time out,
+			// calls still complete.
+			err = s.Fault(fctx, "slow", "delay", fmt.Sprintf("%dms", 1200+r.rng.IntN(400)))
+		} else {
+			err = s.Fault(fctx, "deregister")
+		}
+		if err != nil {
+			return err
+		}
+		r.sleep(ctx, hold)
+		if kind == HS2Saturate {
+			err = s.Fault(fctx, "heal")
+		} else {
+			err = s.Fault(fctx, "register")
+		}
+		for _, o := range others {
+			err = errors.Join(err, o.Fault(fctx, "register"))
+		}
+		return err
 	case HS2Hang, HS2Slow, HS2Drop:
 		s, err := routed()
 		if err != nil {
 			return err
 		}
+		defer func() { r.span(kind, s.Addr, "", from) }()
 		switch kind {
 		case HS2Hang:
 			err = s.Fault(fctx, "hang")
@@ -360,6 +449,7 @@ func (r *runner) inject(ctx context.Context, kind, leader string) error {
 		if err != nil {
 			return err
 		}
+		defer func() { r.span(kind, s.Addr, "", from) }()
 		if err := s.Fault(fctx, "deregister"); err != nil {
 			return err
 		}
@@ -367,6 +457,7 @@ func (r *runner) inject(ctx context.Context, kind, leader string) error {
 		return s.Fault(fctx, "register")
 	case FollowerKill, FollowerTerm, LeaderKill, LeaderTerm:
 		h := pick(kind == LeaderKill || kind == LeaderTerm)
+		defer func() { r.span(kind, "", h.Name, from) }()
 		if kind == FollowerKill || kind == LeaderKill {
 			h.Kill()
 		} else {

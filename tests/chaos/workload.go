@@ -13,6 +13,7 @@ import (
 
 	hiveqv1 "github.com/hiveqd/hiveqd/gen/hiveq/v1"
 	"github.com/hiveqd/hiveqd/hs2sim/synth"
+	"github.com/hiveqd/hiveqd/tests/harness"
 )
 
 // documented are the codes a stream may end with under faults (README,
@@ -50,6 +51,11 @@ type outcome struct {
 	deadline time.Duration
 	err      error // the stream's error or a row mismatch
 	badRows  error // rows that disagree with synth
+	twice    error // a row delivered twice (or a gap)
+	// server is the HS2 the stream ran on: the one its error names, else
+	// the first status's; "" if it never reached one.
+	server string
+	ended  time.Time
 }
 
 // workload runs Execute streams on every replica until stopped.
@@ -122,13 +128,22 @@ func (w *workload) one(rng *rand.Rand, i int) (ok bool) {
 		t := time.AfterFunc(cancelAfter, cancel)
 		defer t.Stop()
 	}
+	var next int64 // the row the next batch must start at
 	res := c.Execute(ctx, req, func(b *hiveqv1.RowBatch) error {
 		if err := checkRows(b); err != nil && o.badRows == nil {
 			o.badRows = err
 		}
+		if b.GetStartRow() != next && o.twice == nil {
+			o.twice = fmt.Errorf("batch starts at row %d after %d rows were delivered", b.GetStartRow(), next)
+		}
+		next = b.GetStartRow() + int64(b.GetRowCount())
 		return nil
 	}, nil)
 	o.code, o.rows, o.took, o.err = res.Code(), res.Rows, res.Finished.Sub(res.Started), res.Err
+	o.ended, o.server = res.Finished, res.Server()
+	if _, info := harness.ErrorInfo(res.Err); info.GetMetadata()["server"] != "" {
+		o.server = info.GetMetadata()["server"]
+	}
 	if res.Err == nil {
 		switch {
 		case res.Last.GetState() != hiveqv1.QueryState_QUERY_STATE_FINISHED:
