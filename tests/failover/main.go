@@ -23,7 +23,11 @@
 //   - leader_term: the same with SIGTERM (the leader resigns on its way out);
 //   - standalone_hs2_kill: one `hiveqd serve --coordination standalone` with
 //     its own two simulators: the time from the HS2's SIGKILL to the first
-//     query served by the other HS2.
+//     query served by the other HS2;
+//   - lone_hung_*: three replicas and one simulator that hangs (accepts,
+//     never answers): the time until every replica's gRPC health is
+//     NOT_SERVING, until a new query ends UNAVAILABLE, and, once it answers
+//     again, until every replica is SERVING (lonehung.go).
 //
 // Killed processes are restarted (same ports) between runs. It prints a
 // table of median, min and max per metric and, with -json, writes
@@ -170,6 +174,9 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 		return err
 	}
 	if err := b.standalone(ctx, zk); err != nil {
+		return err
+	}
+	if err := b.loneHung(ctx, zk, etcd); err != nil {
 		return err
 	}
 

@@ -146,7 +146,7 @@ func TestLastHS2GracefulStop(t *testing.T) {
 // abort_running, declares the old server dead (a query running there ends
 // ABORTED). A crash (refused) is declared dead too.
 func TestManualFailoverDrainsOrAborts(t *testing.T) {
-	e := start(t, setup{sims: 2})
+	e := start(t, setup{sims: 2}, func(c *harness.ReplicaConfig) { c.Cooldown = time.Second })
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	for _, s := range e.sims {
@@ -169,9 +169,9 @@ func TestManualFailoverDrainsOrAborts(t *testing.T) {
 		t.Fatalf("a query on the drained server: %v on %s", r.Err, r.Server())
 	}
 
-	done = pacedQuery(t, ctx, e.clients[1], 12000)
+	done = pacedQuery(t, ctx, e.clients[1], 80000) // 20s, unless aborted
 	var aborted *hiveqv1.ConnectorState
-	testenv.Eventually(t, 40*time.Second, func() error { // the old server's cooldown must end first
+	testenv.Eventually(t, 15*time.Second, func() error { // the old server's cooldown must end first
 		resp, err := admin.Failover(ctx, &hiveqv1.FailoverRequest{Connector: connector, Reason: "kill", AbortRunning: true})
 		aborted = resp.GetConnector()
 		return err
