@@ -16,6 +16,19 @@
 // current server while it is registered and healthy (sticky), probes it every
 // ProbeInterval, fails over after FailThreshold consecutive failed probes,
 // verifies the next server before switching to it, and holds failed servers
-// down for a Cooldown. A deregistered server is drained (Choice.Drain): its
-// running queries may finish.
+// down for a Cooldown.
+//
+// A Choice also says what the switch means for the queries running on the
+// old server. Only a server that refused every failed probe (its port is
+// closed: the process is gone) is declared dead (Choice.PrevDead), and only
+// then do its running queries end. Every other switch is a drain
+// (Choice.Drain): a deregistered server (HS2's graceful stop, the last one
+// too: "none" is published as a drain), a manual Failover (unless it asks to
+// abort), and probes that only timed out. Running queries there may finish.
+//
+// Probes that time out do not tell a hung server from a saturated one; real
+// traffic does (SelectorConfig.Traffic, see package traffic). A lone server
+// whose probes time out stays while calls to it still get answers; once none
+// has for AnswerWindow, "none" is published, and it is probed every interval
+// so that its first answer brings it back.
 package registry
