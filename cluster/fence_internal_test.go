@@ -140,7 +140,17 @@ func TestNextRoute(t *testing.T) {
 	if r.Epoch != 10 || r.Endpoint != nil || r.Reason != "none left" || r.Drain {
 		t.Fatalf("floor/none: %+v", r)
 	}
+	// The last server drained: "none" keeps the drain; a dead one says so.
+	if r, _ := nextRoute(cur, registry.Choice{Reason: "gone", Drain: true}, "c", "me", 0, now); r.Endpoint != nil || !r.Drain || r.PrevDead {
+		t.Fatalf("drained to none: %+v", r)
+	}
+	if r, _ := nextRoute(cur, registry.Choice{Endpoint: &b, Reason: "dead", PrevDead: true}, "c", "me", 0, now); !r.PrevDead || r.Drain {
+		t.Fatalf("dead: %+v", r)
+	}
 	none := &routing.Route{Connector: "c", Epoch: 2, Reason: "none left"}
+	if r, _ := nextRoute(none, registry.Choice{Endpoint: &a, PrevDead: true, Drain: true}, "c", "me", 0, now); r.PrevDead || r.Drain {
+		t.Fatalf("from none, nothing runs on a previous server: %+v", r)
+	}
 	if _, ok := nextRoute(none, registry.Choice{Reason: "none left"}, "c", "me", 0, now); ok {
 		t.Fatal("same no-server reason republished")
 	}

@@ -96,3 +96,59 @@ func TestStandalone(t *testing.T) {
 		t.Fatalf("epochs %v", epochs)
 	}
 }
+
+// Standalone: a crash (refused) ends running queries (Lost), a manual
+// failover drains by default and aborts only when asked.
+func TestStandaloneDeadVersusDrain(t *testing.T) {
+	p := newProber()
+	s, err := cluster.NewStandalone(cluster.StandaloneConfig{ReplicaID: "solo", Connectors: hiveConn(p), Logger: logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	cur := func() *routing.Current {
+		var c *routing.Current
+		testenv.Eventually(t, 10*time.Second, func() error {
+			var err error
+			c, err = s.Routes().Get("hive")
+			return err
+		})
+		return c
+	}
+	lost := func(c *routing.Current) bool {
+		select {
+		case <-c.Lost():
+			return true
+		default:
+			return false
+		}
+	}
+	c1 := cur()
+	r, err := s.Failover(context.Background(), cluster.FailoverRequest{Connector: "hive", Reason: "patch"})
+	if err != nil || !r.Drain || r.PrevDead {
+		t.Fatalf("drained failover: %+v %v", r, err)
+	}
+	if lost(c1) {
+		t.Fatal("a drain ended running queries")
+	}
+	c2 := cur()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		r, err = s.Failover(context.Background(), cluster.FailoverRequest{Connector: "hive", Reason: "kill", AbortRunning: true})
+		return err
+	})
+	if !r.PrevDead || !lost(c2) {
+		t.Fatalf("aborting failover: %+v, lost %v", r, lost(c2))
+	}
+	c3 := cur()
+	p.set(*c3.Endpoint, true)
+	s.ReportFailure("hive", c3.Epoch, c3.Endpoint.Addr(), errRefusedSys)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if !lost(c3) {
+			return errors.New("a crashed server's queries are not lost")
+		}
+		return nil
+	})
+}
