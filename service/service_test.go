@@ -136,8 +136,18 @@ func newFixture(t testing.TB, s *hs2sim.Server, mod func(*query.Config)) *fixtur
 }
 
 func (f *fixture) route(s *hs2sim.Server, drain bool) uint64 {
+	return f.publish(s, routing.Route{Drain: drain})
+}
+
+// routeDead switches to s declaring the previous server dead (PrevDead):
+// only such a switch ends the queries running there.
+func (f *fixture) routeDead(s *hs2sim.Server) uint64 {
+	return f.publish(s, routing.Route{PrevDead: true})
+}
+
+func (f *fixture) publish(s *hs2sim.Server, r routing.Route) uint64 {
 	f.epoch++
-	r := routing.Route{Connector: conn, Epoch: f.epoch, Drain: drain, Reason: "test", ChosenAt: time.Now()}
+	r.Connector, r.Epoch, r.Reason, r.ChosenAt = conn, f.epoch, "test", time.Now()
 	if s != nil {
 		r.Endpoint = &hs2.Endpoint{Host: s.Host(), Port: s.Port()}
 	} else {
@@ -585,7 +595,7 @@ func TestFailoverAborts(t *testing.T) {
 	f := newFixture(t, a, nil)
 	res := f.execute(ctxT(t, 60*time.Second), &hiveqv1.ExecuteRequest{Statement: "SELECT * FROM synth.rows_100000000", FetchSize: 1000,
 		Config: map[string]string{"hs2sim.rows_per_second": "50000"}},
-		atFirstBatch(func() { f.route(b, false) }))
+		atFirstBatch(func() { f.routeDead(b) }))
 	info := errorInfo(t, res.err, codes.Aborted, query.ReasonHS2Lost)
 	md := info.Metadata
 	if md["server"] != a.Addr() || md["epoch"] != "1" || md["new_server"] != b.Addr() || md["new_epoch"] != "2" {
