@@ -32,6 +32,20 @@ func TestDiscoveryPicksOneHS2ForAllReplicas(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// The last replica's registration may reach the others a moment
+	// after the route agreed.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		for i, c := range e.clients {
+			top, err := c.Topology(ctx)
+			if err != nil {
+				return err
+			}
+			if n := len(top.GetReplicas()); n != 3 {
+				return fmt.Errorf("%s lists %d replicas", e.ids[i], n)
+			}
+		}
+		return nil
+	})
 	for i, c := range e.clients {
 		top, err := c.Topology(ctx)
 		if err != nil {
