@@ -1,0 +1,267 @@
+package sqlcli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/ergochat/readline"
+)
+
+// The interactive mode is built on github.com/ergochat/readline: pure Go
+// (no cgo), maintained, with a history file, Emacs keys, and Ctrl-C and
+// Ctrl-D reported as errors (ErrInterrupt, io.EOF) so that the prompt
+// decides what they mean. While a statement runs the terminal is back in
+// cooked mode, so Ctrl-C arrives as SIGINT (Command.Signals) and cancels
+// it.
+
+const interactiveHelp = `Statements end with ';' and may span several lines.
+  !quit, !q, Ctrl-D        leave
+  !connect ADDR            connect to another hiveqd (host:port)
+  !set format FORMAT       table, vertical, csv, tsv or json
+  !set                     show the settings
+  !help                    this help
+Ctrl-C cancels the running query; at an empty prompt, press it twice to leave.
+`
+
+// historyPath is $XDG_STATE_HOME/hiveqd/history, else
+// ~/.local/state/hiveqd/history; "" when neither is known.
+func historyPath(getenv func(string) string) string {
+	if d := getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "hiveqd", "history")
+	}
+	if h := getenv("HOME"); h != "" {
+		return filepath.Join(h, ".local", "state", "hiveqd", "history")
+	}
+	return ""
+}
+
+// prompt is "hiveqd:CONNECTOR/DATABASE> ", or its continuation.
+func (r *runner) prompt(continued bool) string {
+	conn := r.opts.connector
+	if conn == "" {
+		conn = r.connector
+	}
+	if conn == "" {
+		conn = "default"
+	}
+	db := r.opts.database
+	if db == "" {
+		db = "default"
+	}
+	p := fmt.Sprintf("hiveqd:%s/%s> ", conn, db)
+	if continued {
+		return strings.Repeat(" ", max(0, len(p)-6)) + ". . > "
+	}
+	return p
+}
+
+// interactive reads statements at a prompt until !quit, Ctrl-D, or two
+// Ctrl-C at an empty prompt. The exit code is that of the last statement
+// (0 after a cancelled one).
+func (r *runner) interactive(ctx context.Context, c *Command) int {
+	hist := historyPath(r.getenv)
+	if hist != "" {
+		if err := os.MkdirAll(filepath.Dir(hist), 0o700); err != nil {
+			fmt.Fprintf(r.stderr, "hiveqd sql: no history: %v\n", err)
+			hist = ""
+		}
+	}
+	rl, err := readline.NewFromConfig(&readline.Config{
+		Prompt:                 r.prompt(false),
+		HistoryFile:            hist,
+		HistoryLimit:           1000,
+		DisableAutoSaveHistory: true,
+		Stdin:                  c.Stdin,
+		Stdout:                 r.stdout,
+		Stderr:                 r.stderr,
+	})
+	if err != nil {
+		fmt.Fprintf(r.stderr, "hiveqd sql: %v\n", err)
+		return ExitError
+	}
+	defer rl.Close()
+	fmt.Fprintf(r.stderr, "Connected to hiveqd at %s. Statements end with ';'. !help for help, Ctrl-D to leave.\n", r.opts.addr)
+
+	var (
+		buf         []string // the lines of the unfinished statement
+		interrupted bool     // the last key at an empty prompt was Ctrl-C
+		code        = ExitOK
+	)
+	for ctx.Err() == nil {
+		rl.SetPrompt(r.prompt(len(buf) > 0))
+		line, err := rl.ReadLine()
+		switch {
+		case errors.Is(err, readline.ErrInterrupt):
+			if len(buf) == 0 && line == "" {
+				if interrupted {
+					return code
+				}
+				interrupted = true
+				fmt.Fprintln(r.stderr, "(Ctrl-C again or Ctrl-D to leave)")
+			}
+			buf = nil
+			continue
+		case errors.Is(err, io.EOF):
+			if len(buf) > 0 || line != "" {
+				buf = nil // Ctrl-D drops the unfinished statement
+				fmt.Fprintln(r.stderr)
+				continue
+			}
+			return code
+		case err != nil:
+			fmt.Fprintf(r.stderr, "hiveqd sql: %v\n", err)
+			return ExitError
+		}
+		interrupted = false
+		if len(buf) == 0 && strings.HasPrefix(strings.TrimSpace(line), "!") {
+			if quit := r.command(ctx, strings.TrimSpace(line)); quit {
+				return code
+			}
+			_ = rl.SaveToHistory(strings.TrimSpace(line))
+			continue
+		}
+		if len(buf) == 0 && Blank(line) {
+			continue
+		}
+		buf = append(buf, line)
+		stmts, rest := Split(strings.Join(buf, "\n"))
+		if len(stmts) == 0 {
+			if Blank(rest) && strings.HasSuffix(strings.TrimSpace(line), ";") {
+				buf = nil // only ';' and comments
+			}
+			continue
+		}
+		saveHistory(rl, buf)
+		buf = nil
+		if !Blank(rest) {
+			buf = []string{rest}
+		}
+		for _, stmt := range stmts {
+			if code = r.execInterruptible(ctx, c, stmt); code == ExitInterrupted {
+				code = ExitOK
+				break
+			}
+		}
+	}
+	return ExitInterrupted
+}
+
+// saveHistory keeps a statement as one history entry (its lines joined by
+// spaces), unless a line comment would swallow the lines after it.
+func saveHistory(rl *readline.Instance, lines []string) {
+	joined := true
+	for _, l := range lines[:len(lines)-1] {
+		if strings.Contains(l, "--") {
+			joined = false
+		}
+	}
+	if joined {
+		_ = rl.SaveToHistory(strings.Join(trimAll(lines), " "))
+		return
+	}
+	for _, l := range lines {
+		_ = rl.SaveToHistory(l)
+	}
+}
+
+func trimAll(ss []string) []string {
+	out := make([]string, 0, len(ss))
+	for _, s := range ss {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// execInterruptible runs one statement; Ctrl-C (SIGINT) cancels it and
+// returns to the prompt, SIGTERM also ends the session.
+func (r *runner) execInterruptible(ctx context.Context, c *Command, stmt string) int {
+	qctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for drained := false; !drained && c.Signals != nil; { // a stale Ctrl-C
+		select {
+		case <-c.Signals:
+		default:
+			drained = true
+		}
+	}
+	done := make(chan struct{})
+	defer close(done)
+	if c.Signals != nil {
+		go func() {
+			select {
+			case sig := <-c.Signals:
+				cancel()
+				if sig == syscall.SIGTERM {
+					r.terminated.Store(true)
+				}
+			case <-done:
+			}
+		}()
+	}
+	code := r.exec(qctx, stmt)
+	if r.terminated.Load() {
+		return ExitInterrupted
+	}
+	return code
+}
+
+// command runs a !command; it reports whether the session ends.
+func (r *runner) command(ctx context.Context, line string) (quit bool) {
+	f := strings.Fields(strings.TrimPrefix(line, "!"))
+	if len(f) == 0 {
+		f = []string{"help"}
+	}
+	switch strings.ToLower(f[0]) {
+	case "quit", "q", "exit":
+		return true
+	case "help", "h", "?":
+		fmt.Fprint(r.stderr, interactiveHelp)
+	case "connect":
+		if len(f) != 2 {
+			fmt.Fprintln(r.stderr, "Usage: !connect HOST:PORT")
+			return false
+		}
+		if err := r.connect(ctx, f[1]); err != nil {
+			fmt.Fprintf(r.stderr, "Error: %v\n", err)
+			return false
+		}
+		r.connector = ""
+		fmt.Fprintf(r.stderr, "Connected to hiveqd at %s.\n", f[1])
+	case "set":
+		r.set(f[1:])
+	default:
+		fmt.Fprintf(r.stderr, "Unknown command !%s; !help lists the commands.\n", f[0])
+	}
+	return false
+}
+
+func (r *runner) set(args []string) {
+	switch {
+	case len(args) == 0:
+		fmt.Fprintf(r.stderr, "format %s\naddr %s\ndatabase %s\n", r.opts.format, r.opts.addr, orDefault(r.opts.database))
+	case len(args) == 2 && (args[0] == "format" || args[0] == "outputformat"):
+		if !slices.Contains(Formats, args[1]) {
+			fmt.Fprintf(r.stderr, "Error: format %q: want one of %s\n", args[1], strings.Join(Formats, ", "))
+			return
+		}
+		r.opts.format = args[1]
+	default:
+		fmt.Fprintln(r.stderr, "Usage: !set format table|vertical|csv|tsv|json")
+	}
+}
+
+func orDefault(db string) string {
+	if db == "" {
+		return "default"
+	}
+	return db
+}
