@@ -348,7 +348,7 @@ func buildConnectors(cfg config.Config, log *slog.Logger) ([]cluster.ConnectorCo
 					ProbeTimeout:  c.Probe.Timeout,
 					Cooldown:      c.Probe.Cooldown,
 					FailThreshold: c.Probe.Failures,
-					Logger:        log.With("connector", c.Name),
+					Logger:        log, // the selector adds component and connector
 				})
 			},
 		})

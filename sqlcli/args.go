@@ -177,7 +177,7 @@ func parseArgs(args []string, getenv func(string) string, stdin io.Reader, stdin
 			return nil, err
 		}
 		if err != nil {
-			return nil, usageError{flagError(err)}
+			return nil, usageError{FlagError(err)}
 		}
 		rest := fs.Args()
 		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
@@ -283,9 +283,9 @@ func scriptOf(exec, file string, positional []string, stdin io.Reader, stdinTerm
 	return readStdin()
 }
 
-// flagError rewords the flag package's errors to name the flag as it is
+// FlagError rewords the flag package's errors to name the flag as it is
 // typed: "unknown flag --frob".
-func flagError(err error) error {
+func FlagError(err error) error {
 	msg := err.Error()
 	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
 		return fmt.Errorf("unknown flag --%s", strings.TrimLeft(name, "-"))

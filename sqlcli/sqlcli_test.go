@@ -590,18 +590,18 @@ func TestStatementFromStdin(t *testing.T) {
 
 func TestUsage(t *testing.T) {
 	for name, args := range map[string][]string{
-		"two statements":    {"SELECT 1", "SELECT 2"},
+		"two statements":     {"SELECT 1", "SELECT 2"},
 		"-e and a statement": {"-e", "SELECT 1", "SELECT 2"},
 		"-f and -e":          {"-e", "SELECT 1", "-f", "x.sql"},
 		"missing value":      {"--format"},
-		"unknown flag":      {"--nope", "SELECT 1"},
-		"bad format":        {"--format", "xml", "SELECT 1"},
-		"bad conf":          {"--conf", "novalue", "SELECT 1"},
-		"fetch size":        {"--fetch-size", "10001", "SELECT 1"},
-		"max rows":          {"--max-rows", "-1", "SELECT 1"},
-		"bad timeout":       {"--timeout", "soon", "SELECT 1"},
-		"plaintext and tls": {"--plaintext", "--tls-ca", "ca.pem", "SELECT 1"},
-		"cert without key":  {"--tls-cert", "c.pem", "SELECT 1"},
+		"unknown flag":       {"--nope", "SELECT 1"},
+		"bad format":         {"--format", "xml", "SELECT 1"},
+		"bad conf":           {"--conf", "novalue", "SELECT 1"},
+		"fetch size":         {"--fetch-size", "10001", "SELECT 1"},
+		"max rows":           {"--max-rows", "-1", "SELECT 1"},
+		"bad timeout":        {"--timeout", "soon", "SELECT 1"},
+		"plaintext and tls":  {"--plaintext", "--tls-ca", "ca.pem", "SELECT 1"},
+		"cert without key":   {"--tls-cert", "c.pem", "SELECT 1"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := run(t, t.Context(), nil, "", args...)
