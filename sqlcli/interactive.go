@@ -25,6 +25,8 @@ const interactiveHelp = `Statements end with ';' and may span several lines.
   !quit, !q, Ctrl-D        leave
   !connect ADDR            connect to another hiveqd (host:port)
   !set format FORMAT       table, vertical, csv, tsv or json
+  !set hivevar NAME=VALUE  a variable for ${NAME} in the next statements (as --hivevar)
+  !set hiveconf KEY=VALUE  a session setting for the next statements (as --hiveconf)
   !set                     show the settings
   !help                    this help
 Ctrl-C cancels the running query; at an empty prompt, press it twice to leave.
@@ -248,6 +250,23 @@ func (r *runner) set(args []string) {
 	switch {
 	case len(args) == 0:
 		fmt.Fprintf(r.stderr, "format %s\naddr %s\ndatabase %s\n", r.opts.format, r.opts.addr, orDefault(r.opts.database))
+		for _, k := range sortedKeys(r.opts.vars) {
+			fmt.Fprintf(r.stderr, "hivevar %s=%s\n", k, r.opts.vars[k])
+		}
+		for _, k := range sortedKeys(r.opts.conf) {
+			fmt.Fprintf(r.stderr, "hiveconf %s=%s\n", k, r.opts.conf[k])
+		}
+	case len(args) == 2 && (args[0] == "hivevar" || args[0] == "hiveconf"):
+		k, v, ok := strings.Cut(args[1], "=")
+		if !ok || k == "" {
+			fmt.Fprintf(r.stderr, "Usage: !set %s NAME=VALUE\n", args[0])
+			return
+		}
+		m := r.opts.conf
+		if args[0] == "hivevar" {
+			m = r.opts.vars
+		}
+		m[k] = v
 	case len(args) == 2 && (args[0] == "format" || args[0] == "outputformat"):
 		if !slices.Contains(Formats, args[1]) {
 			fmt.Fprintf(r.stderr, "Error: format %q: want one of %s\n", args[1], strings.Join(Formats, ", "))
@@ -255,7 +274,7 @@ func (r *runner) set(args []string) {
 		}
 		r.opts.format = args[1]
 	default:
-		fmt.Fprintln(r.stderr, "Usage: !set format table|vertical|csv|tsv|json")
+		fmt.Fprintln(r.stderr, "Usage: !set format table|vertical|csv|tsv|json, !set hivevar NAME=VALUE, !set hiveconf KEY=VALUE")
 	}
 }
 
