@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/ergochat/readline"
@@ -89,6 +91,8 @@ func (r *runner) interactive(ctx context.Context, c *Command) int {
 		return ExitError
 	}
 	defer rl.Close()
+	sw := watchSignals(c.Signals, func() { rl.Close() })
+	defer sw.close()
 	fmt.Fprintf(r.stderr, "Connected to hiveqd at %s. Statements end with ';'. !help for help, Ctrl-D to leave.\n", r.opts.addr)
 
 	var (
@@ -96,7 +100,7 @@ func (r *runner) interactive(ctx context.Context, c *Command) int {
 		interrupted bool     // the last key at an empty prompt was Ctrl-C
 		code        = ExitOK
 	)
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && !sw.term.Load() {
 		rl.SetPrompt(r.prompt(len(buf) > 0))
 		line, err := rl.ReadLine()
 		switch {
@@ -110,6 +114,9 @@ func (r *runner) interactive(ctx context.Context, c *Command) int {
 			}
 			buf = nil
 			continue
+		case sw.term.Load():
+			fmt.Fprintln(r.stderr)
+			return ExitInterrupted
 		case errors.Is(err, io.EOF):
 			if len(buf) > 0 || line != "" {
 				buf = nil // Ctrl-D drops the unfinished statement
@@ -146,8 +153,8 @@ func (r *runner) interactive(ctx context.Context, c *Command) int {
 			buf = []string{rest}
 		}
 		for _, stmt := range stmts {
-			if code = r.execInterruptible(ctx, c, stmt); code == ExitInterrupted {
-				code = ExitOK
+			if code = sw.exec(ctx, r, stmt); code == ExitInterrupted {
+				code = ExitOK // back to the prompt
 				break
 			}
 		}
@@ -183,36 +190,58 @@ func trimAll(ss []string) []string {
 	return out
 }
 
-// execInterruptible runs one statement; Ctrl-C (SIGINT) cancels it and
-// returns to the prompt, SIGTERM also ends the session.
-func (r *runner) execInterruptible(ctx context.Context, c *Command, stmt string) int {
+// signalWatcher routes signals during an interactive session: SIGINT
+// cancels the running statement (at the prompt the terminal is raw, and
+// Ctrl-C arrives as a key instead); SIGTERM also ends the session.
+type signalWatcher struct {
+	mu      sync.Mutex
+	cancel  context.CancelFunc // the running statement's; nil at the prompt
+	term    atomic.Bool
+	stop    chan struct{}
+	stopped chan struct{}
+}
+
+func watchSignals(sigs <-chan os.Signal, onTerm func()) *signalWatcher {
+	w := &signalWatcher{stop: make(chan struct{}), stopped: make(chan struct{})}
+	go func() {
+		defer close(w.stopped)
+		for {
+			select {
+			case sig := <-sigs: // a nil channel never delivers
+				w.mu.Lock()
+				if w.cancel != nil {
+					w.cancel()
+				}
+				w.mu.Unlock()
+				if sig == syscall.SIGTERM {
+					w.term.Store(true)
+					onTerm()
+					return
+				}
+			case <-w.stop:
+				return
+			}
+		}
+	}()
+	return w
+}
+
+func (w *signalWatcher) close() {
+	close(w.stop)
+	<-w.stopped
+}
+
+// exec runs one statement that a signal can cancel.
+func (w *signalWatcher) exec(ctx context.Context, r *runner, stmt string) int {
 	qctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for drained := false; !drained && c.Signals != nil; { // a stale Ctrl-C
-		select {
-		case <-c.Signals:
-		default:
-			drained = true
-		}
-	}
-	done := make(chan struct{})
-	defer close(done)
-	if c.Signals != nil {
-		go func() {
-			select {
-			case sig := <-c.Signals:
-				cancel()
-				if sig == syscall.SIGTERM {
-					r.terminated.Store(true)
-				}
-			case <-done:
-			}
-		}()
-	}
+	w.mu.Lock()
+	w.cancel = cancel
+	w.mu.Unlock()
 	code := r.exec(qctx, stmt)
-	if r.terminated.Load() {
-		return ExitInterrupted
-	}
+	w.mu.Lock()
+	w.cancel = nil
+	w.mu.Unlock()
 	return code
 }
 

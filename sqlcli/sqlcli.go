@@ -16,7 +16,6 @@ import (
 	"os/signal"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -159,8 +158,6 @@ type runner struct {
 	token  string
 	// connector is the one the server last reported (for the prompt).
 	connector string
-	// terminated: SIGTERM arrived during an interactive statement.
-	terminated atomic.Bool
 }
 
 // connect dials addr and checks that it answers (see checkConnect);

@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -119,4 +121,27 @@ func waitStats(t *testing.T, sim *harness.Sim, what string, ok func(harness.SimS
 		case <-time.After(50 * time.Millisecond): // polling the simulator's counters
 		}
 	}
+}
+
+// TestInteractiveSIGTERM: SIGTERM at the prompt ends the session (the
+// client holds SIGTERM to cancel queries, so it must also end idle).
+func TestInteractiveSIGTERM(t *testing.T) {
+	_, hq := startServers(t)
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "pid")
+	cmd := "sh -c " + shellQuote("echo $$ > "+shellQuote(pidFile)+"; exec env XDG_STATE_HOME="+shellQuote(dir)+" "+shellQuote(bins["hiveqd"])+" sql --addr "+hq.Addr) + `; echo "[exited $?]"; exec sleep 600`
+	term := newTmux(t, cmd)
+	term.waitFor(`hiveqd:default/default>$`)
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	term.waitFor(`\[exited 130\]`)
 }
