@@ -12,6 +12,7 @@ import (
 	"time"
 
 	hiveqv1 "github.com/hiveqd/hiveqd/gen/hiveq/v1"
+	"github.com/hiveqd/hiveqd/internal/cliflags"
 )
 
 // DefaultAddr is hiveqd's default listen address.
@@ -116,9 +117,23 @@ plaintext otherwise.
 
 Exit status: 0 every statement succeeded, 1 a statement or the connection
 failed, 2 usage error, 130 cancelled (Ctrl-C).
-
-Flags:
 `
+
+// flagGroups are the help's groups, in order.
+var flagGroups = []string{"Statements", "Session", "Output", "Connection"}
+
+// flagGroup is each flag's group in the help.
+func flagGroup(name string) string {
+	switch name {
+	case "e", "f", "force", "timeout":
+		return "Statements"
+	case "addr", "token-file", "tls", "tls-ca", "tls-cert", "tls-key", "tls-server-name", "plaintext":
+		return "Connection"
+	case "connector", "database", "hiveconf", "conf", "hivevar", "fetch-size", "max-rows":
+		return "Session"
+	}
+	return "Output"
+}
 
 // parseArgs parses the command line. Usage problems are usageError; a
 // missing token or script file is a plain error; -h is flag.ErrHelp (the
@@ -172,12 +187,15 @@ func parseArgs(args []string, getenv func(string) string, stdin io.Reader, stdin
 		err := fs.Parse(args)
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(helpOut, usageHead)
-			fs.SetOutput(helpOut)
-			fs.PrintDefaults()
+			docs := cliflags.FromFlagSet(fs, flagGroup)
+			slices.SortStableFunc(docs, func(a, b cliflags.Doc) int {
+				return slices.Index(flagGroups, a.Group) - slices.Index(flagGroups, b.Group)
+			})
+			cliflags.Print(helpOut, docs)
 			return nil, err
 		}
 		if err != nil {
-			return nil, usageError{FlagError(err)}
+			return nil, usageError{cliflags.Error(err)}
 		}
 		rest := fs.Args()
 		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
@@ -281,22 +299,6 @@ func scriptOf(exec, file string, positional []string, stdin io.Reader, stdinTerm
 		return nil, nil
 	}
 	return readStdin()
-}
-
-// FlagError rewords the flag package's errors to name the flag as it is
-// typed: "unknown flag --frob".
-func FlagError(err error) error {
-	msg := err.Error()
-	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
-		return fmt.Errorf("unknown flag --%s", strings.TrimLeft(name, "-"))
-	}
-	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
-		return fmt.Errorf("flag --%s needs a value", strings.TrimLeft(name, "-"))
-	}
-	if rest, ok := strings.CutPrefix(msg, "invalid value "); ok {
-		return errors.New("invalid value " + strings.Replace(rest, "for flag -", "for flag --", 1))
-	}
-	return err
 }
 
 func quoteAll(ss []string) []string {

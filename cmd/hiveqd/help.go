@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/hiveqd/hiveqd/config"
-	"github.com/hiveqd/hiveqd/sqlcli"
+	"github.com/hiveqd/hiveqd/internal/cliflags"
 )
 
 // parseFlags parses a subcommand's flags the same way for every
@@ -27,7 +27,7 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer, help 
 		help(stdout)
 		return 0, false
 	case err != nil:
-		return usageLine(stderr, fs.Name(), sqlcli.FlagError(err).Error()), false
+		return usageLine(stderr, fs.Name(), cliflags.Error(err).Error()), false
 	}
 	return 0, true
 }
@@ -38,85 +38,26 @@ func usageLine(w io.Writer, cmd, msg string) int {
 	return 2
 }
 
-// flagDoc is one flag as help shows it.
-type flagDoc struct {
-	name, typ, def, env, usage, group string
-}
-
-// printFlags writes docs grouped (groups in order of first appearance),
-// aligned.
-func printFlags(w io.Writer, docs []flagDoc) {
-	var groups []string
-	byGroup := map[string][]flagDoc{}
-	for _, d := range docs {
-		if _, ok := byGroup[d.group]; !ok {
-			groups = append(groups, d.group)
-		}
-		byGroup[d.group] = append(byGroup[d.group], d)
-	}
-	for _, g := range groups {
-		fmt.Fprintf(w, "\n%s:\n", g)
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		for _, d := range byGroup[g] {
-			var extra []string
-			if d.def != "" {
-				extra = append(extra, "default "+d.def)
-			}
-			if d.env != "" {
-				extra = append(extra, "env "+d.env)
-			}
-			usage := d.usage
-			if len(extra) > 0 {
-				usage += " [" + strings.Join(extra, "; ") + "]"
-			}
-			fmt.Fprintf(tw, "  --%s %s\t%s\n", d.name, d.typ, usage)
-		}
-		tw.Flush()
-	}
-}
-
-// genericDocs documents a FlagSet's flags from the flags themselves (type
-// from the flag's value, default from DefValue).
-func genericDocs(fs *flag.FlagSet, group string) []flagDoc {
-	var docs []flagDoc
-	fs.VisitAll(func(f *flag.Flag) {
-		typ, usage := flag.UnquoteUsage(f)
-		if typ == "" {
-			typ = "bool"
-		}
-		def := f.DefValue
-		if def == "false" && typ == "bool" || def == "0" || def == "0s" {
-			def = ""
-		}
-		if def != "" {
-			def = fmt.Sprintf("%q", def)
-		}
-		docs = append(docs, flagDoc{name: f.Name, typ: typ, def: def, usage: usage, group: group})
-	})
-	return docs
-}
-
 // serveDocs documents serve's flags. Those that are config.Settings (all
 // but --config) are found in the configuration mechanically: the setting
 // is applied to a default configuration, and the field it changes gives
 // the flag's type, its default, and its group (the top-level section of
 // the configuration). A new setting therefore shows up correctly without
 // touching this file.
-func serveDocs(fs *flag.FlagSet) []flagDoc {
+func serveDocs(fs *flag.FlagSet) []cliflags.Doc {
 	settings := map[string]config.Setting{}
 	for _, s := range config.Settings {
 		settings[s.Flag] = s
 	}
-	var docs []flagDoc
+	var docs []cliflags.Doc
 	fs.VisitAll(func(f *flag.Flag) {
 		s, ok := settings[f.Name]
 		if !ok {
-			d := genericDocs(flagSetOf(f), "General")[0]
-			docs = append(docs, d)
+			docs = append(docs, cliflags.FromFlag(f, "General"))
 			return
 		}
 		typ, def, group := describeSetting(s)
-		docs = append(docs, flagDoc{name: f.Name, typ: typ, def: def, env: s.Env(), usage: s.Usage, group: group})
+		docs = append(docs, cliflags.Doc{Name: f.Name, Type: typ, Default: def, Env: s.Env(), Usage: s.Usage, Group: group})
 	})
 	// VisitAll is alphabetical; help follows config.Settings' order, with
 	// the flags that are not settings first.
@@ -124,23 +65,8 @@ func serveDocs(fs *flag.FlagSet) []flagDoc {
 	for i, s := range config.Settings {
 		order[s.Flag] = i + 1
 	}
-	sortStable(docs, func(a, b flagDoc) bool { return order[a.name] < order[b.name] })
+	slices.SortStableFunc(docs, func(a, b cliflags.Doc) int { return order[a.Name] - order[b.Name] })
 	return docs
-}
-
-func flagSetOf(f *flag.Flag) *flag.FlagSet {
-	fs := flag.NewFlagSet("", flag.ContinueOnError)
-	fs.Var(f.Value, f.Name, f.Usage)
-	fs.Lookup(f.Name).DefValue = f.DefValue
-	return fs
-}
-
-func sortStable(d []flagDoc, less func(a, b flagDoc) bool) {
-	for i := 1; i < len(d); i++ {
-		for j := i; j > 0 && less(d[j], d[j-1]); j-- {
-			d[j], d[j-1] = d[j-1], d[j]
-		}
-	}
 }
 
 // settingBase is the configuration settings are applied to: the defaults,

@@ -25,6 +25,7 @@ import (
 
 	"github.com/hiveqd/hiveqd/config"
 	"github.com/hiveqd/hiveqd/hs2sim"
+	"github.com/hiveqd/hiveqd/internal/cliflags"
 	"github.com/hiveqd/hiveqd/replica"
 	"github.com/hiveqd/hiveqd/sqlcli"
 )
@@ -129,7 +130,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfgPath := config.Register(fs)
 	if code, ok := parseFlags(fs, args, stdout, stderr, func(w io.Writer) {
 		fmt.Fprint(w, serveUsage)
-		printFlags(w, serveDocs(fs))
+		cliflags.Print(w, serveDocs(fs))
 	}); !ok {
 		return code
 	}
@@ -163,7 +164,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "debug | info | warn | error")
 	if code, ok := parseFlags(fs, args, stdout, stderr, func(w io.Writer) {
 		fmt.Fprint(w, devUsage)
-		printFlags(w, genericDocs(fs, "Flags"))
+		cliflags.Print(w, cliflags.FromFlagSet(fs, func(string) string { return "" }))
 	}); !ok {
 		return code
 	}

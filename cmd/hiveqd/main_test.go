@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hiveqd/hiveqd/config"
+	"github.com/hiveqd/hiveqd/internal/cliflags"
 	"github.com/hiveqd/hiveqd/sqlcli/sqlclitest"
 )
 
@@ -68,8 +69,8 @@ func TestHelpAndBadFlags(t *testing.T) {
 			t.Run(cmd+" "+bad[0], func(t *testing.T) {
 				var out, errOut bytes.Buffer
 				code := run(t.Context(), append([]string{cmd}, bad...), &out, &errOut)
-				name := strings.TrimLeft(strings.SplitN(bad[0], "=", 2)[0], "-")
-				want := fmt.Sprintf("hiveqd %s: unknown flag --%s (see 'hiveqd %s --help')\n", cmd, name, cmd)
+				name := strings.SplitN(bad[0], "=", 2)[0]
+				want := fmt.Sprintf("hiveqd %s: unknown flag %s (see 'hiveqd %s --help')\n", cmd, name, cmd)
 				if code != 2 || errOut.String() != want || out.Len() != 0 {
 					t.Errorf("exit %d stdout %q stderr %q, want %q", code, out.String(), errOut.String(), want)
 				}
@@ -131,17 +132,17 @@ func TestServeHelpNewSettings(t *testing.T) {
 	t.Cleanup(func() { config.Settings = saved })
 	fs := flag.NewFlagSet("hiveqd serve", flag.ContinueOnError)
 	config.Register(fs)
-	docs := map[string]flagDoc{}
+	docs := map[string]cliflags.Doc{}
 	for _, d := range serveDocs(fs) {
-		docs[d.name] = d
+		docs[d.Name] = d
 	}
-	for name, want := range map[string]flagDoc{
-		"test-listen":         {typ: "string", group: "Server", env: "HIVEQD_TEST_LISTEN"},
-		"test-probe-interval": {typ: "duration", def: "200ms", group: "HiveServer2 connector", env: "HIVEQD_TEST_PROBE_INTERVAL"},
-		"test-unknown":        {typ: "string", group: "Other", env: "HIVEQD_TEST_UNKNOWN"},
+	for name, want := range map[string]cliflags.Doc{
+		"test-listen":         {Type: "string", Group: "Server", Env: "HIVEQD_TEST_LISTEN"},
+		"test-probe-interval": {Type: "duration", Default: "200ms", Group: "HiveServer2 connector", Env: "HIVEQD_TEST_PROBE_INTERVAL"},
+		"test-unknown":        {Type: "string", Group: "Other", Env: "HIVEQD_TEST_UNKNOWN"},
 	} {
 		d := docs[name]
-		if d.typ != want.typ || d.def != want.def || d.group != want.group || d.env != want.env {
+		if d.Type != want.Type || d.Default != want.Default || d.Group != want.Group || d.Env != want.Env {
 			t.Errorf("--%s: %+v, want %+v", name, d, want)
 		}
 	}
