@@ -91,8 +91,9 @@ Runs HiveQL on hiveqd and prints each result on stdout; progress, errors
 and the "N rows selected" lines go to stderr. Scripts are split into
 statements at each ';' outside quotes, backquotes and comments, as beeline
 does; each result is printed in turn, and the run stops at the first error
-unless --force is given. USE db in a script changes the database of the
-statements that follow. Flags may come before or after a statement.
+unless --force is given. USE db and SET k=v carry to the statements that
+follow (hiveqd may run each on another pooled HS2 session, so the client
+sends them with each). Flags may come before or after a statement.
 
 Interactive mode (a terminal and no statement): statements end with ';'
 and may span lines; Up/Down recall history (kept in

@@ -133,6 +133,26 @@ func TestScriptDatabaseAndVariables(t *testing.T) {
 	}
 }
 
+// TestScriptCarriesSet: SET k=v and SET hivevar:k=v go to HS2 and also
+// into the requests that follow (they may run on other pooled sessions).
+func TestScriptCarriesSet(t *testing.T) {
+	srv := echoServer(t)
+	r := run(t, t.Context(), nil, "", "--addr", srv.Addr, "-e", "SELECT 1; SET hive.exec.parallel = true; set hivevar:lim=5; SET hiveconf:a=b=c; SET -v; SELECT 2")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	calls := srv.Calls()
+	if len(calls) != 6 {
+		t.Fatalf("%d calls", len(calls))
+	}
+	if c := calls[0].Request.GetConfig(); len(c) != 0 {
+		t.Errorf("first statement's config %v", c)
+	}
+	if got, want := calls[5].Request.GetConfig(), map[string]string{"hive.exec.parallel": "true", "hivevar:lim": "5", "a": "b=c"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("last statement's config %v, want %v", got, want)
+	}
+}
+
 // TestScriptInterrupt: cancelling a script stops it with 130 and runs no
 // further statement.
 func TestScriptInterrupt(t *testing.T) {

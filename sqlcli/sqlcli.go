@@ -321,9 +321,7 @@ func (r *runner) exec(ctx context.Context, stmt string) int {
 		printError(r.stderr, callErr)
 		return ExitError
 	}
-	if db := useTarget(stmt); db != "" {
-		r.opts.database = db // the next statements run in it
-	}
+	r.carry(stmt)
 	if !r.opts.silent {
 		switch {
 		case !hasSchema:
@@ -361,6 +359,29 @@ func isTerminal(v any) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
+
+// carry keeps what a successful USE or SET changes for the statements
+// after it: hiveqd may run each statement on a different pooled HS2
+// session, so the client sends the database and the settings with each.
+func (r *runner) carry(stmt string) {
+	if db := useTarget(stmt); db != "" {
+		r.opts.database = db
+		return
+	}
+	if m := setRE.FindStringSubmatch(strings.TrimSpace(stmt)); m != nil {
+		k, v := m[1], strings.TrimSpace(m[2])
+		switch {
+		case strings.HasPrefix(k, "hivevar:"):
+			r.opts.vars[strings.TrimPrefix(k, "hivevar:")] = v
+		case strings.HasPrefix(k, "system:"), strings.HasPrefix(k, "env:"):
+		default:
+			r.opts.conf[strings.TrimPrefix(k, "hiveconf:")] = v
+		}
+	}
+}
+
+// setRE is SET key=value (Hive's SetProcessor splits at the first '=').
+var setRE = regexp.MustCompile(`(?is)^set\s+([^=\s]+)\s*=(.*)$`)
 
 var useRE = regexp.MustCompile(`(?is)^use\s+(\S+)$`)
 
