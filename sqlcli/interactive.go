@@ -83,8 +83,10 @@ func (r *runner) interactive(ctx context.Context, c *Command) int {
 		HistoryLimit:           1000,
 		DisableAutoSaveHistory: true,
 		Stdin:                  c.Stdin,
-		Stdout:                 r.stdout,
-		Stderr:                 r.stderr,
+		// The prompt and the typed text go to stderr, with progress and
+		// errors: stdout holds only results, so it can be redirected.
+		Stdout: r.stderr,
+		Stderr: r.stderr,
 	})
 	if err != nil {
 		fmt.Fprintf(r.stderr, "hiveqd sql: %v\n", err)
@@ -111,8 +113,9 @@ func (r *runner) interactive(ctx context.Context, c *Command) int {
 				}
 				interrupted = true
 				fmt.Fprintln(r.stderr, "(Ctrl-C again or Ctrl-D to leave)")
+				continue
 			}
-			buf = nil
+			buf, interrupted = nil, false // Ctrl-C drops what was typed
 			continue
 		case sw.term.Load():
 			fmt.Fprintln(r.stderr)
