@@ -8,7 +8,7 @@
 //
 // Every subcommand takes -h/--help (exit 0) and reports a bad flag in one
 // line (exit 2). A build without VCS information can be stamped with
-// -ldflags "-X main.buildVersion=v1.2.3".
+// -ldflags "-X main.buildVersion=v1.2.3" (make build does).
 package main
 
 import (
@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "version", "--version":
 		fs := flag.NewFlagSet("hiveqd version", flag.ContinueOnError)
 		if code, ok := parseFlags(fs, args[1:], stdout, stderr, func(w io.Writer) {
-			fmt.Fprint(w, "Usage: hiveqd version\n\nPrints the version: the module version, else the -ldflags stamp\n(-X main.buildVersion=...), else the VCS revision.\n")
+			fmt.Fprint(w, "Usage: hiveqd version\n\nPrints the version: the -ldflags stamp (-X main.buildVersion=...) when the\nbuild has one, else the module version, else the VCS revision.\n")
 		}); !ok {
 			return code
 		}
@@ -92,15 +92,16 @@ func version() string {
 	return versionOf(bi, buildVersion)
 }
 
-// versionOf is the version line: the module version (go install
-// module@version), else the -ldflags stamp, else the VCS revision the
-// build recorded, else (devel).
+// versionOf is the version line: the -ldflags stamp when the build was
+// given one (a deliberate name wins), else the module version (go install
+// module@version, or the pseudo-version Go derives from VCS), else the
+// VCS revision the build recorded, else (devel).
 func versionOf(bi *debug.BuildInfo, stamp string) string {
-	if bi != nil && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return "hiveqd " + bi.Main.Version
-	}
 	if stamp != "" {
 		return "hiveqd " + stamp
+	}
+	if bi != nil && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return "hiveqd " + bi.Main.Version
 	}
 	if bi != nil {
 		var rev, modified string

@@ -156,7 +156,8 @@ func TestVersion(t *testing.T) {
 		stamp string
 		want  string
 	}{
-		{"module version", &debug.BuildInfo{Main: debug.Module{Version: "v1.4.0"}}, "v9", "hiveqd v1.4.0"},
+		{"module version", &debug.BuildInfo{Main: debug.Module{Version: "v1.4.0"}}, "", "hiveqd v1.4.0"},
+		{"stamp wins", &debug.BuildInfo{Main: debug.Module{Version: "v0.0.0-20261203-633583f+dirty"}}, "v2.0.0", "hiveqd v2.0.0"},
 		{"stamp without VCS", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "v1.5.0-rc1", "hiveqd v1.5.0-rc1"},
 		{"VCS revision", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: vcs}, "", "hiveqd (devel) 0123456789ab-dirty"},
 		{"nothing", &debug.BuildInfo{}, "", "hiveqd (devel)"},
