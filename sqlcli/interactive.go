@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -77,6 +78,8 @@ func (r *runner) interactive(ctx context.Context, c *Command) int {
 			hist = ""
 		}
 	}
+	winch := newResizeWatcher()
+	defer winch.close()
 	rl, err := readline.NewFromConfig(&readline.Config{
 		Prompt:                 r.prompt(false),
 		HistoryFile:            hist,
@@ -87,6 +90,9 @@ func (r *runner) interactive(ctx context.Context, c *Command) int {
 		// errors: stdout holds only results, so it can be redirected.
 		Stdout: r.stderr,
 		Stderr: r.stderr,
+		// readline's own SIGWINCH watcher lives as long as the process;
+		// this one ends with the session.
+		FuncOnWidthChanged: winch.onChange,
 	})
 	if err != nil {
 		fmt.Fprintf(r.stderr, "hiveqd sql: %v\n", err)
@@ -191,6 +197,46 @@ func trimAll(ss []string) []string {
 		}
 	}
 	return out
+}
+
+// resizeWatcher calls readline back when the terminal is resized, until
+// closed.
+type resizeWatcher struct {
+	once    sync.Once
+	sigs    chan os.Signal
+	stop    chan struct{}
+	stopped chan struct{}
+}
+
+func newResizeWatcher() *resizeWatcher {
+	return &resizeWatcher{sigs: make(chan os.Signal, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+}
+
+func (w *resizeWatcher) onChange(f func()) {
+	w.once.Do(func() {
+		signal.Notify(w.sigs, syscall.SIGWINCH)
+		go func() {
+			defer close(w.stopped)
+			for {
+				select {
+				case <-w.sigs:
+					f()
+				case <-w.stop:
+					return
+				}
+			}
+		}()
+	})
+}
+
+func (w *resizeWatcher) close() {
+	signal.Stop(w.sigs)
+	close(w.stop)
+	started := true
+	w.once.Do(func() { started = false })
+	if started {
+		<-w.stopped
+	}
 }
 
 // signalWatcher routes signals during an interactive session: SIGINT
