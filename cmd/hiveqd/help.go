@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -84,6 +85,9 @@ func settingBase() config.Config {
 // field type (string, integer, duration, boolean).
 var settingProbes = []string{"probe-value", "7", "7s", "true"}
 
+// enumValue is the first value of a usage that lists them: "a | b | c".
+var enumValue = regexp.MustCompile(`([\w.-]+) \|`)
+
 // groupTitles name the configuration's top-level sections; a section
 // not listed here is titled by its field name.
 var groupTitles = map[string]string{
@@ -97,7 +101,11 @@ var groupTitles = map[string]string{
 // unset) and its group.
 func describeSetting(s config.Setting) (typ, def, group string) {
 	base := settingBase()
-	for _, probe := range settingProbes {
+	probes := settingProbes
+	if m := enumValue.FindStringSubmatch(s.Usage); m != nil {
+		probes = append(probes[:len(probes):len(probes)], m[1]) // a setting that accepts only listed values
+	}
+	for _, probe := range probes {
 		c := settingBase()
 		if s.Apply(&c, probe) != nil {
 			continue
@@ -127,7 +135,25 @@ func describeSetting(s config.Setting) (typ, def, group string) {
 		}
 		return typeName(ch.before.Type()), defaultText(def), group
 	}
-	return "string", "", "Other"
+	return "string", "", groupByName(s.Flag)
+}
+
+// groupByName groups a setting that no probe value applies to (it checks
+// files, say) by its flag's name.
+func groupByName(flag string) string {
+	for _, g := range []struct{ prefix, group string }{
+		{"hs2-", "HiveServer2 connector"}, {"zk", "HiveServer2 connector"}, {"etcd", "Coordination"},
+		{"tls-", "Security (gRPC TLS and authentication)"}, {"auth-", "Security (gRPC TLS and authentication)"},
+		{"kerberos-", "Kerberos"}, {"krb5-", "Kerberos"}, {"log-", "Logging"}, {"trace-", "Tracing"},
+	} {
+		if strings.HasPrefix(flag, g.prefix) {
+			return g.group
+		}
+	}
+	if strings.HasSuffix(flag, "-listen") || flag == "listen" {
+		return "Server"
+	}
+	return "Other"
 }
 
 type fieldChange struct {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -125,6 +126,14 @@ func TestServeHelpNewSettings(t *testing.T) {
 			c.Connectors[len(c.Connectors)-1].Probe.Interval = d
 			return err
 		}},
+		{Flag: "test-qop", Usage: "SASL QOP: auth | auth-int | auth-conf", Apply: func(c *config.Config, v string) error {
+			if v != "auth" && v != "auth-int" && v != "auth-conf" {
+				return fmt.Errorf("bad qop %q", v)
+			}
+			c.Connectors[len(c.Connectors)-1].HTTPPath = v
+			return nil
+		}},
+		{Flag: "krb5-conf", Usage: "krb5.conf to read", Apply: func(*config.Config, string) error { return errors.New("no such file") }},
 		{Flag: "test-unknown", Usage: "changes nothing", Apply: func(*config.Config, string) error { return nil }},
 	}
 	saved := config.Settings
@@ -140,6 +149,8 @@ func TestServeHelpNewSettings(t *testing.T) {
 		"test-listen":         {Type: "string", Group: "Server", Env: "HIVEQD_TEST_LISTEN"},
 		"test-probe-interval": {Type: "duration", Default: "200ms", Group: "HiveServer2 connector", Env: "HIVEQD_TEST_PROBE_INTERVAL"},
 		"test-unknown":        {Type: "string", Group: "Other", Env: "HIVEQD_TEST_UNKNOWN"},
+		"krb5-conf":           {Type: "string", Group: "Kerberos", Env: "HIVEQD_KRB5_CONF"},
+		"test-qop":            {Type: "string", Group: "HiveServer2 connector", Env: "HIVEQD_TEST_QOP"},
 	} {
 		d := docs[name]
 		if d.Type != want.Type || d.Default != want.Default || d.Group != want.Group || d.Env != want.Env {
