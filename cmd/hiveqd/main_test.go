@@ -133,7 +133,7 @@ func TestServeHelpNewSettings(t *testing.T) {
 			c.Connectors[len(c.Connectors)-1].HTTPPath = v
 			return nil
 		}},
-		{Flag: "krb5-conf", Usage: "krb5.conf to read", Apply: func(*config.Config, string) error { return errors.New("no such file") }},
+		{Flag: "krb5-test-conf", Usage: "krb5.conf to read", Apply: func(*config.Config, string) error { return errors.New("no such file") }},
 		{Flag: "test-unknown", Usage: "changes nothing", Apply: func(*config.Config, string) error { return nil }},
 	}
 	saved := config.Settings
@@ -149,7 +149,7 @@ func TestServeHelpNewSettings(t *testing.T) {
 		"test-listen":         {Type: "string", Group: "Server", Env: "HIVEQD_TEST_LISTEN"},
 		"test-probe-interval": {Type: "duration", Default: "200ms", Group: "HiveServer2 connector", Env: "HIVEQD_TEST_PROBE_INTERVAL"},
 		"test-unknown":        {Type: "string", Group: "Other", Env: "HIVEQD_TEST_UNKNOWN"},
-		"krb5-conf":           {Type: "string", Group: "Kerberos", Env: "HIVEQD_KRB5_CONF"},
+		"krb5-test-conf":      {Type: "string", Group: "Kerberos", Env: "HIVEQD_KRB5_TEST_CONF"},
 		"test-qop":            {Type: "string", Group: "HiveServer2 connector", Env: "HIVEQD_TEST_QOP"},
 	} {
 		d := docs[name]
