@@ -177,11 +177,18 @@ func Open(ctx context.Context, ep Endpoint, opts Options, sc SessionConfig) (*Se
 	return s, nil
 }
 
-// sessionConf is OpenSession's configuration map as Hive JDBC builds it.
+// sessionConf is OpenSession's configuration map as Hive JDBC builds it:
+// a Conf key is a hiveconf (set:hiveconf:KEY), unless it is named
+// hivevar:NAME, a variable for ${NAME} substitution (set:hivevar:NAME),
+// or hiveconf:KEY.
 func sessionConf(sc SessionConfig) map[string]string {
 	m := make(map[string]string, len(sc.Conf)+2)
 	for k, v := range sc.Conf {
-		m["set:hiveconf:"+k] = v
+		if name, ok := strings.CutPrefix(k, "hivevar:"); ok {
+			m["set:hivevar:"+name] = v
+			continue
+		}
+		m["set:hiveconf:"+strings.TrimPrefix(k, "hiveconf:")] = v
 	}
 	if sc.Database != "" {
 		m["use:database"] = sc.Database

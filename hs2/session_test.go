@@ -142,8 +142,8 @@ func TestOpenSendsConfig(t *testing.T) {
 		t.Run(string(auth), func(t *testing.T) {
 			h := newFakeHS2()
 			srv := startFake(t, h, auth)
-			s := openFake(t, srv, auth, testOpts(), SessionConfig{ProxyUser: "bob", Database: "sales", Conf: map[string]string{"hive.exec.parallel": "true"}})
-			want := map[string]string{"use:database": "sales", "hive.server2.proxy.user": "bob", "set:hiveconf:hive.exec.parallel": "true"}
+			s := openFake(t, srv, auth, testOpts(), SessionConfig{ProxyUser: "bob", Database: "sales", Conf: map[string]string{"hive.exec.parallel": "true", "hivevar:lim": "5", "hiveconf:a.b": "c"}})
+			want := map[string]string{"use:database": "sales", "hive.server2.proxy.user": "bob", "set:hiveconf:hive.exec.parallel": "true", "set:hivevar:lim": "5", "set:hiveconf:a.b": "c"}
 			h.mu.Lock()
 			conf, user := h.openConf, h.openUser
 			h.mu.Unlock()

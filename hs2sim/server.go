@@ -57,6 +57,9 @@ type Stats struct {
 	OpenConnections  int   `json:"open_connections"`
 	SessionsOpened   int64 `json:"sessions_opened"`
 	OperationsOpened int64 `json:"operations_opened"`
+	// OperationsCancelled counts operations CancelOperation moved to
+	// CANCELED_STATE.
+	OperationsCancelled int64 `json:"operations_cancelled"`
 }
 
 // maxMessage is hive.server2.thrift.max.message.size's default (100 MB):
@@ -92,8 +95,9 @@ type Server struct {
 	crashed  bool
 	closed   bool
 
-	sessionsOpened   atomic.Int64
-	operationsOpened atomic.Int64
+	sessionsOpened      atomic.Int64
+	operationsOpened    atomic.Int64
+	operationsCancelled atomic.Int64
 
 	wg        sync.WaitGroup // listeners and connections
 	bg        sync.WaitGroup // background operations
@@ -396,11 +400,12 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Stats{
-		OpenSessions:     len(s.sessions),
-		OpenOperations:   len(s.ops),
-		OpenConnections:  len(s.conns),
-		SessionsOpened:   s.sessionsOpened.Load(),
-		OperationsOpened: s.operationsOpened.Load(),
+		OpenSessions:        len(s.sessions),
+		OpenOperations:      len(s.ops),
+		OpenConnections:     len(s.conns),
+		SessionsOpened:      s.sessionsOpened.Load(),
+		OperationsOpened:    s.operationsOpened.Load(),
+		OperationsCancelled: s.operationsCancelled.Load(),
 	}
 }
 

@@ -78,8 +78,11 @@ func (c *cliService) OpenSession(ctx context.Context, req *hiveserver.TOpenSessi
 			sess.db = strings.ToLower(v)
 		case strings.HasPrefix(k, "set:hiveconf:"):
 			sess.conf[k[len("set:hiveconf:"):]] = v
-		case strings.HasPrefix(k, "set:hivevar:"), strings.HasPrefix(k, "set:system:"):
-			// variables and system properties don't change behaviour here
+		case strings.HasPrefix(k, "set:hivevar:"):
+			// Kept as hivevar:NAME, where SET hivevar:NAME=v puts them too.
+			sess.conf["hivevar:"+k[len("set:hivevar:"):]] = v
+		case strings.HasPrefix(k, "set:system:"):
+			// system properties don't change behaviour here
 		case strings.HasPrefix(k, "set:"):
 			sess.conf[k[len("set:"):]] = v
 		default:
@@ -158,7 +161,7 @@ func (c *cliService) ExecuteStatement(ctx context.Context, req *hiveserver.TExec
 	for k, v := range req.ConfOverlay {
 		view.conf[k] = v
 	}
-	p, herr := c.s.eng.compile(ctx, view, req.Statement)
+	p, herr := c.s.eng.compile(ctx, view, substitute(view.conf, req.Statement))
 	if herr != nil {
 		return &hiveserver.TExecuteStatementResp{Status: herr.status()}, nil
 	}
@@ -269,6 +272,7 @@ func (c *cliService) CancelOperation(ctx context.Context, req *hiveserver.TCance
 		return &hiveserver.TCancelOperationResp{Status: plainError("Illegal Operation state transition from %s to CANCELED", stateName(state)).status()}, nil
 	}
 	op.cancelRun()
+	c.s.operationsCancelled.Add(1)
 	return &hiveserver.TCancelOperationResp{Status: okStatus()}, nil
 }
 

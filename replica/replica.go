@@ -353,7 +353,7 @@ func buildConnectors(cfg config.Config, obs *traffic.Observer, log *slog.Logger)
 					Cooldown:      c.Probe.Cooldown,
 					FailThreshold: c.Probe.Failures,
 					Traffic:       obs,
-					Logger:        log.With("connector", c.Name),
+					Logger:        log, // the selector adds component and connector
 				})
 			},
 		})

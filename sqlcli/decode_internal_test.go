@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
-	"strconv"
 	"testing"
 	"unicode/utf8"
 
@@ -70,14 +69,6 @@ func TestCodeName(t *testing.T) {
 	for code, want := range map[int]string{0: "OK", 2: "UNKNOWN", 4: "DEADLINE_EXCEEDED", 14: "UNAVAILABLE", 16: "UNAUTHENTICATED", 8: "RESOURCE_EXHAUSTED"} {
 		if got := codeName(codeOf(code)); got != want {
 			t.Errorf("code %d: %s, want %s", code, got, want)
-		}
-	}
-}
-
-func TestTrimStatement(t *testing.T) {
-	for in, want := range map[string]string{"SELECT 1;": "SELECT 1", " SELECT 1 ; ; \n": "SELECT 1", "SELECT ';'": "SELECT ';'", ";": ""} {
-		if got := trimStatement(in); got != want {
-			t.Errorf("trimStatement(%s) = %q, want %q", strconv.Quote(in), got, want)
 		}
 	}
 }

@@ -1,13 +1,18 @@
 package sqlcli
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -43,7 +48,7 @@ const ServiceConfig = `{
 
 // dial builds the client connection (lazy: nothing is dialled until the
 // call) and returns the bearer token to send, if any.
-func dial(o *options, getenv func(string) string, extra []grpc.DialOption) (*grpc.ClientConn, string, error) {
+func dial(o *options, addr string, getenv func(string) string, extra []grpc.DialOption) (*grpc.ClientConn, string, error) {
 	token, err := readToken(o.tokenFile, getenv)
 	if err != nil {
 		return nil, "", err
@@ -61,11 +66,57 @@ func dial(o *options, getenv func(string) string, extra []grpc.DialOption) (*grp
 		grpc.WithDefaultServiceConfig(ServiceConfig),
 		grpc.WithUserAgent("hiveqd-sql"),
 	}
-	conn, err := grpc.NewClient(o.addr, append(opts, extra...)...)
+	conn, err := grpc.NewClient(addr, append(opts, extra...)...)
 	if err != nil {
-		return nil, "", fmt.Errorf("--addr %q: %w", o.addr, err)
+		return nil, "", fmt.Errorf("--addr %q: %w", addr, err)
 	}
 	return conn, token, nil
+}
+
+// connectTimeout bounds the first connection (a host that drops packets).
+const connectTimeout = 10 * time.Second
+
+// checkConnect makes the first connection and fails as soon as it does,
+// naming the address and what to check: a refused connection is reported
+// at once instead of after the service config's retries. Later calls keep
+// the retries (a replica restarting, no HS2 yet).
+func checkConnect(ctx context.Context, conn *grpc.ClientConn, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	conn.Connect()
+	for {
+		s := conn.GetState()
+		switch s {
+		case connectivity.Ready:
+			return nil
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			return connectError(addr, "")
+		}
+		if !conn.WaitForStateChange(ctx, s) {
+			if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+				return connectError(addr, fmt.Sprintf("no answer within %v", connectTimeout))
+			}
+			return ctx.Err()
+		}
+	}
+}
+
+// connectError explains a failed connection; why is found by dialing
+// plain TCP when not given (gRPC's state does not say).
+func connectError(addr, why string) error {
+	if why == "" {
+		why = "the connection failed (TLS or HTTP/2 handshake: check --tls* and --plaintext)"
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err != nil {
+			why = err.Error()
+			var se *net.OpError
+			if errors.As(err, &se) && se.Err != nil {
+				why = se.Err.Error()
+			}
+		} else {
+			c.Close()
+		}
+	}
+	return fmt.Errorf("cannot reach hiveqd at %s: %s\n  Check that hiveqd is running there (hiveqd serve, or hiveqd dev for a local one)\n  and that --addr (or $HIVEQD_ADDR) names its gRPC address.", addr, why)
 }
 
 // readToken reads --token-file, else $HIVEQD_TOKEN; surrounding space

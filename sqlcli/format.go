@@ -246,3 +246,132 @@ func (f *jsonFormat) batch(bt *batch) error {
 }
 
 func (f *jsonFormat) finish() error { return nil }
+
+// Formats are the --format values, in help order.
+var Formats = []string{"table", "vertical", "csv", "tsv", "json"}
+
+// newFormatter returns the formatter for a --format value.
+func newFormatter(name string, w *bufio.Writer, chunk int) formatter {
+	switch name {
+	case "csv":
+		return &csvFormat{w: w}
+	case "tsv":
+		return &tsvFormat{w: w}
+	case "json":
+		return &jsonFormat{w: w}
+	case "vertical":
+		return &verticalFormat{w: w}
+	default:
+		return &tableFormat{w: w, chunk: chunk}
+	}
+}
+
+// verticalFormat is beeline's vertical format, for wide rows: each row is
+// one "column  value" line per column (names padded to the widest), and
+// rows are separated by a blank line. NULL is NULL, as in the table.
+type verticalFormat struct {
+	w     *bufio.Writer
+	names []string
+	rows  int
+}
+
+func (f *verticalFormat) schema(cols []*hiveqv1.ColumnSchema) error {
+	width := 0
+	for _, c := range cols {
+		width = max(width, utf8.RuneCountInString(tableCell(c.GetName())))
+	}
+	f.names = make([]string, len(cols))
+	for i, c := range cols {
+		n := tableCell(c.GetName())
+		f.names[i] = n + strings.Repeat(" ", width-utf8.RuneCountInString(n)+2)
+	}
+	return nil
+}
+
+func (f *verticalFormat) batch(b *batch) error {
+	for r := 0; r < b.rows; r++ {
+		if f.rows > 0 {
+			f.w.WriteByte('\n')
+		}
+		f.rows++
+		for c := range b.cols {
+			f.w.WriteString(f.names[c])
+			if v := &b.cols[c]; v.isNull(r) {
+				f.w.WriteString("NULL")
+			} else {
+				f.w.WriteString(tableCell(v.text(r)))
+			}
+			if err := f.w.WriteByte('\n'); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (f *verticalFormat) finish() error { return nil }
+
+// tsvFormat is tab-separated values with a header row (beeline's tsv2):
+// tab, CR, LF and backslash in a value are escaped as \t, \r, \n and \\,
+// so each row is one line. NULL is NULL, as in the table.
+type tsvFormat struct {
+	w   *bufio.Writer
+	buf []byte
+}
+
+func (f *tsvFormat) schema(cols []*hiveqv1.ColumnSchema) error {
+	b := f.buf[:0]
+	for i, c := range cols {
+		if i > 0 {
+			b = append(b, '\t')
+		}
+		b = appendTSVField(b, c.GetName())
+	}
+	f.buf = append(b, '\n')
+	_, err := f.w.Write(f.buf)
+	return err
+}
+
+func (f *tsvFormat) batch(bt *batch) error {
+	for r := 0; r < bt.rows; r++ {
+		b := f.buf[:0]
+		for c := range bt.cols {
+			if c > 0 {
+				b = append(b, '\t')
+			}
+			if v := &bt.cols[c]; v.isNull(r) {
+				b = append(b, "NULL"...)
+			} else {
+				b = appendTSVField(b, v.text(r))
+			}
+		}
+		f.buf = append(b, '\n')
+		if _, err := f.w.Write(f.buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *tsvFormat) finish() error { return nil }
+
+func appendTSVField(b []byte, s string) []byte {
+	if !strings.ContainsAny(s, "\t\r\n\\") {
+		return append(b, s...)
+	}
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\t':
+			b = append(b, `\t`...)
+		case '\r':
+			b = append(b, `\r`...)
+		case '\n':
+			b = append(b, `\n`...)
+		case '\\':
+			b = append(b, `\\`...)
+		default:
+			b = append(b, s[i])
+		}
+	}
+	return b
+}

@@ -14,52 +14,6 @@ import (
 	hiveqv1 "github.com/hiveqd/hiveqd/gen/hiveq/v1"
 )
 
-// progressPrinter shows state changes and whole-percent progress steps on
-// stderr, beeline-style ("INFO  : ...").
-type progressPrinter struct {
-	w     io.Writer
-	on    bool
-	state hiveqv1.QueryState
-	pct   int
-}
-
-func (p *progressPrinter) status(s *hiveqv1.QueryStatus) {
-	if !p.on {
-		return
-	}
-	pct := -1
-	if s.GetProgress() >= 0 {
-		pct = int(s.GetProgress()*100 + 1e-9)
-	}
-	if s.GetState() == p.state {
-		if pct >= 0 && pct != p.pct {
-			fmt.Fprintf(p.w, "INFO  : query %s %s %d%%\n", s.GetQueryId(), stateName(s.GetState()), pct)
-			p.pct = pct
-		}
-		return
-	}
-	p.state, p.pct = s.GetState(), pct
-	var b strings.Builder
-	fmt.Fprintf(&b, "INFO  : query %s %s", s.GetQueryId(), stateName(s.GetState()))
-	if s.GetServer() != "" {
-		fmt.Fprintf(&b, " on %s (connector %s, epoch %d, replica %s)", s.GetServer(), s.GetConnector(), s.GetEpoch(), s.GetReplicaId())
-	}
-	if pct >= 0 {
-		fmt.Fprintf(&b, " %d%%", pct)
-	}
-	switch s.GetState() {
-	case hiveqv1.QueryState_QUERY_STATE_FINISHED, hiveqv1.QueryState_QUERY_STATE_FAILED, hiveqv1.QueryState_QUERY_STATE_CANCELED:
-		fmt.Fprintf(&b, ", %s", plural(s.GetRows(), "row"))
-		if d := s.GetElapsed(); d != nil {
-			fmt.Fprintf(&b, " in %.3f s", d.AsDuration().Seconds())
-		}
-	}
-	if m := s.GetMessage(); m != "" {
-		fmt.Fprintf(&b, ": %s", m)
-	}
-	fmt.Fprintln(p.w, b.String())
-}
-
 func stateName(s hiveqv1.QueryState) string {
 	return strings.TrimPrefix(s.String(), "QUERY_STATE_")
 }

@@ -118,11 +118,12 @@ func (s *Sim) post(ctx context.Context, path string, kv ...string) error {
 
 // SimStats is the simulator's /stats.
 type SimStats struct {
-	OpenSessions     int64 `json:"open_sessions"`
-	OpenOperations   int64 `json:"open_operations"`
-	OpenConnections  int64 `json:"open_connections"`
-	SessionsOpened   int64 `json:"sessions_opened"`
-	OperationsOpened int64 `json:"operations_opened"`
+	OpenSessions        int64 `json:"open_sessions"`
+	OpenOperations      int64 `json:"open_operations"`
+	OpenConnections     int64 `json:"open_connections"`
+	SessionsOpened      int64 `json:"sessions_opened"`
+	OperationsOpened    int64 `json:"operations_opened"`
+	OperationsCancelled int64 `json:"operations_cancelled"`
 }
 
 // Stats reads the simulator's counters.
