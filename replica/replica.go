@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/reflection"
 
 	"github.com/hiveqd/hiveqd/authn"
 	"github.com/hiveqd/hiveqd/cluster"
@@ -140,7 +141,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			MaxBatchBytes:     cfg.Limits.MaxBatchBytes,
 			MaxBatchRows:      cfg.Limits.DefaultFetchSize,
 		},
-		Logger: engineLog,
+		Observe: query.Observers(mets.QueryObserver(), tr.QueryObserver()),
+		Logger:  engineLog,
 	})
 	if err != nil {
 		return err
@@ -153,26 +155,24 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("security: %w", err)
 	}
-	// Everything that can fail on configuration comes before service.New,
-	// whose health watcher only svc.Close stops.
+	// Everything that can fail on configuration comes before NewHealth,
+	// whose watcher only Close stops.
 	peerCreds, err := peerCredentials(sec)
 	if err != nil {
 		return err
 	}
-	svc, err := service.New(service.Config{
-		Engine: engine, Routes: table, Logger: log,
-		UserFromContext: func(ctx context.Context) string {
-			p, _ := authn.FromContext(ctx)
-			return p.Name
-		},
-		Observe: service.Observers(mets.QueryObserver(), tr.QueryObserver()),
-	})
+	userOf := func(ctx context.Context) string {
+		p, _ := authn.FromContext(ctx)
+		return p.Name
+	}
+	svc, err := service.New(service.Config{Engine: engine, Logger: log, UserFromContext: userOf})
 	if err != nil {
 		return err
 	}
 	// Metrics and tracing first: they see every call, refused ones too.
 	serverOpts := append(mets.ServerOptions(), tr.ServerOptions()...)
-	serverOpts = append(serverOpts, service.ServerOptions(log)...)
+	serverOpts = append(serverOpts, ServerOptions(log)...)
+	serverOpts = append(serverOpts, queryServiceOptions()...)
 	serverOpts = append(serverOpts, auth.ServerOptions()...)
 	if serverTLS != nil {
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(serverTLS)))
@@ -180,6 +180,11 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	serverOpts = append(serverOpts, opts.ServerOptions...)
 	gs := grpc.NewServer(serverOpts...)
 	svc.Register(gs)
+	health := service.NewHealth(service.HealthConfig{Routes: table, DefaultConnector: cfg.DefaultConnector,
+		Services: []string{service.QueryServiceName}})
+	defer health.Close()
+	health.Register(gs)
+	reflection.Register(gs)
 	stopping := make(chan struct{})
 	service.NewCluster(service.ClusterConfig{
 		Stopping:    stopping,
@@ -234,7 +239,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	}
 	log.Info("hiveqd shutting down", "grace", cfg.ShutdownGrace, "running", engine.Running())
 	stopCoord() // resign first: the next leader need not wait for our streams
-	svc.SetServing(false)
+	health.SetServing(false)
 	close(stopping)
 	graceCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	if err := engine.Close(graceCtx); err != nil {
@@ -249,7 +254,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		gs.Stop()
 		<-stopped
 	}
-	svc.Close()
+	health.Close()
 	stopMetrics(metricsSrv, log)
 	wg.Wait()
 	log.Info("hiveqd stopped")
