@@ -27,6 +27,7 @@ import (
 	"github.com/hiveqd/hiveqd/authn"
 	"github.com/hiveqd/hiveqd/cluster"
 	"github.com/hiveqd/hiveqd/config"
+	"github.com/hiveqd/hiveqd/flightsql"
 	"github.com/hiveqd/hiveqd/hs2"
 	"github.com/hiveqd/hiveqd/metrics"
 	"github.com/hiveqd/hiveqd/query"
@@ -54,6 +55,11 @@ type Options struct {
 	// SpanExporter, when set, receives trace spans whatever
 	// cfg.Tracing.Exporter says (tests).
 	SpanExporter sdktrace.SpanExporter
+	// FlightSQLListener, when set, serves Arrow Flight SQL instead of
+	// listening on cfg.FlightSQL.Listen.
+	FlightSQLListener net.Listener
+	// Version is reported to Flight SQL clients (SqlInfo).
+	Version string
 }
 
 // peerCredentials are how a follower reaches the leader to forward an admin
@@ -170,13 +176,15 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		return err
 	}
 	// Metrics and tracing first: they see every call, refused ones too.
-	serverOpts := append(mets.ServerOptions(), tr.ServerOptions()...)
-	serverOpts = append(serverOpts, ServerOptions(log)...)
-	serverOpts = append(serverOpts, queryServiceOptions()...)
-	serverOpts = append(serverOpts, auth.ServerOptions()...)
+	baseOpts := append(mets.ServerOptions(), tr.ServerOptions()...)
+	baseOpts = append(baseOpts, ServerOptions(log)...)
+	var tlsOpts []grpc.ServerOption
 	if serverTLS != nil {
-		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(serverTLS)))
+		tlsOpts = append(tlsOpts, grpc.Creds(credentials.NewTLS(serverTLS)))
 	}
+	serverOpts := append(append([]grpc.ServerOption{}, baseOpts...), queryServiceOptions()...)
+	serverOpts = append(serverOpts, auth.ServerOptions()...)
+	serverOpts = append(serverOpts, tlsOpts...)
 	serverOpts = append(serverOpts, opts.ServerOptions...)
 	gs := grpc.NewServer(serverOpts...)
 	svc.Register(gs)
@@ -185,6 +193,11 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	defer health.Close()
 	health.Register(gs)
 	reflection.Register(gs)
+	fsqlOpts := append(append([]grpc.ServerOption{}, baseOpts...), flightsql.ServerOptions(auth)...)
+	fsql, err := newFlightSQL(cfg, opts, engine, userOf, append(fsqlOpts, tlsOpts...), health, log)
+	if err != nil {
+		return err
+	}
 	stopping := make(chan struct{})
 	service.NewCluster(service.ClusterConfig{
 		Stopping:    stopping,
@@ -200,7 +213,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	coordCtx, stopCoord := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCoord()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -214,6 +227,16 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			errc <- fmt.Errorf("grpc: %w", err)
 		}
 	}()
+	if fsql != nil {
+		mets.InitializeServer(fsql.gs)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fsql.serve(); err != nil {
+				errc <- err
+			}
+		}()
+	}
 	var metricsSrv *http.Server
 	if mlis != nil {
 		metricsSrv = &http.Server{Handler: metricsMux(mets), ReadHeaderTimeout: 10 * time.Second}
@@ -230,6 +253,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		"connectors", len(cfg.Connectors), "default_connector", cfg.DefaultConnector)
 	if opts.Ready != nil {
 		fmt.Fprintf(opts.Ready, "hiveqd listening on %s\n", addr)
+		if fsql != nil {
+			fmt.Fprintf(opts.Ready, "hiveqd flightsql listening on %s\n", fsql.lis.Addr())
+		}
 	}
 
 	var runErr error
@@ -246,6 +272,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		log.Warn("streams cancelled at the end of the grace period", "err", err)
 	}
 	cancel()
+	if fsql != nil {
+		fsql.stop()
+	}
 	stopped := make(chan struct{})
 	go func() { gs.GracefulStop(); close(stopped) }()
 	select {
