@@ -44,7 +44,8 @@ func handshake(ctx context.Context, a *authn.Authenticator) (context.Context, er
 		scheme, cred, _ := strings.Cut(vals[0], " ")
 		switch strings.ToLower(scheme) {
 		case "basic":
-			raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+			// Clients differ on padding (arrow-go sends none).
+			raw, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(strings.TrimSpace(cred), "="))
 			if err != nil {
 				return nil, status.Error(codes.Unauthenticated, "malformed Basic credentials")
 			}
