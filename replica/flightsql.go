@@ -39,7 +39,7 @@ func newFlightSQL(cfg config.Config, opts Options, engine flightsql.Engine, user
 	}
 	srv, err := flightsql.New(flightsql.Config{
 		Engine: engine, UserFromContext: user, Version: opts.Version,
-		BatchBytes: cfg.Limits.MaxBatchBytes * 4, Logger: log.With("frontend", "flightsql"),
+		Logger: log.With("frontend", "flightsql"),
 	})
 	if err != nil {
 		lis.Close()
