@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"math/bits"
 	"strings"
 	"time"
 	"unsafe"
@@ -58,7 +59,7 @@ func validity(nulls []byte, n int) (*memory.Buffer, int) {
 		return nil, 0
 	}
 	out := make([]byte, bitmapBytes(n))
-	count := 0
+	valid := 0
 	for i := range out {
 		var x byte
 		if i < len(nulls) {
@@ -69,15 +70,13 @@ func validity(nulls []byte, n int) (*memory.Buffer, int) {
 	if r := n % 8; r != 0 {
 		out[len(out)-1] &= byte(1<<r - 1)
 	}
-	for i := 0; i < n; i++ {
-		if out[i/8]&(1<<(i%8)) == 0 {
-			count++
-		}
+	for _, x := range out {
+		valid += bits.OnesCount8(x)
 	}
-	if count == 0 {
+	if valid == n {
 		return nil, 0
 	}
-	return memory.NewBufferBytes(out), count
+	return memory.NewBufferBytes(out), n - valid
 }
 
 func bitmapBytes(n int) int { return (n + 7) / 8 }
