@@ -24,6 +24,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -35,6 +36,7 @@ import (
 	"github.com/hiveqd/hiveqd/internal/testenv"
 	"github.com/hiveqd/hiveqd/query"
 	"github.com/hiveqd/hiveqd/routing"
+	"github.com/hiveqd/hiveqd/tlsutil"
 )
 
 const (
@@ -49,6 +51,7 @@ type fixture struct {
 	table  *routing.Table
 	engine *query.Engine
 	srv    *flightsql.Server
+	users  *userEngine
 	epoch  uint64
 }
 
@@ -70,6 +73,26 @@ func startSim(t testing.TB) *hs2sim.Server {
 }
 
 func newFixture(t testing.TB, s *hs2sim.Server, mod func(*flightsql.Config)) *fixture {
+	return newFixtureTLS(t, s, mod, nil)
+}
+
+// userEngine records the user of each query.
+type userEngine struct {
+	*query.Engine
+	mu    sync.Mutex
+	users []string
+}
+
+func (e *userEngine) Execute(ctx context.Context, req query.Request, emit func(query.Event) error) error {
+	e.mu.Lock()
+	e.users = append(e.users, req.User)
+	e.mu.Unlock()
+	return e.Engine.Execute(ctx, req, emit)
+}
+
+// newFixtureTLS serves over TLS with the PKI's server certificate and,
+// accepting its client certificates as identities (mTLS), when pki is set.
+func newFixtureTLS(t testing.TB, s *hs2sim.Server, mod func(*flightsql.Config), pki *tlsutil.TestPKI) *fixture {
 	t.Helper()
 	f := &fixture{table: routing.NewTable()}
 	f.route(s, false)
@@ -86,12 +109,13 @@ func newFixture(t testing.TB, s *hs2sim.Server, mod func(*flightsql.Config)) *fi
 	if err := os.WriteFile(tokens, []byte(token+" alice\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a, err := authn.New(authn.Options{TokenFile: tokens, Logger: testLogger()})
+	a, err := authn.New(authn.Options{TokenFile: tokens, MTLS: pki != nil, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.users = &userEngine{Engine: eng}
 	cfg := flightsql.Config{
-		Engine: eng, Version: "test",
+		Engine: f.users, Version: "test",
 		UserFromContext: func(ctx context.Context) string { p, _ := authn.FromContext(ctx); return p.Name },
 		Logger:          testLogger(),
 	}
@@ -108,7 +132,15 @@ func newFixture(t testing.TB, s *hs2sim.Server, mod func(*flightsql.Config)) *fi
 		t.Fatal(err)
 	}
 	f.addr = lis.Addr().String()
-	gs := grpc.NewServer(flightsql.ServerOptions(a)...)
+	opts := flightsql.ServerOptions(a)
+	if pki != nil {
+		tc, err := tlsutil.ServerConfig(pki.Server.CertFile, pki.Server.KeyFile, pki.CAFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	gs := grpc.NewServer(opts...)
 	srv.Register(gs)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -663,6 +695,66 @@ func TestTokensAndBasicHandshake(t *testing.T) {
 	cn := f.adbcConn(t, map[string]string{adbc.OptionKeyUsername: "bob", adbc.OptionKeyPassword: token})
 	if _, recs, err := adbcQuery(t, cn, "SELECT * FROM default.employees"); err != nil || recs[0].NumRows() != 6 {
 		t.Fatalf("ADBC with Basic: %v", err)
+	}
+	f.checkClean(t, s)
+}
+
+// TestMutualTLS: a client certificate identifies the caller as on the
+// gRPC port, a token sent with it decides, and a client without a
+// certificate is refused.
+func TestMutualTLS(t *testing.T) {
+	pki, err := tlsutil.GenerateTestPKI(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startSim(t)
+	f := newFixtureTLS(t, s, nil, pki)
+	read := func(path string) string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	base := map[string]string{adbc.OptionKeyURI: "grpc+tls://" + f.addr, adbcfsql.OptionSSLRootCerts: read(pki.CAFile)}
+	withCert := map[string]string{adbcfsql.OptionMTLSCertChain: read(pki.Client.CertFile), adbcfsql.OptionMTLSPrivateKey: read(pki.Client.KeyFile)}
+	for k, v := range base {
+		withCert[k] = v
+	}
+	cn := f.adbcConn(t, withCert)
+	if _, _, err := adbcQuery(t, cn, "SELECT * FROM default.employees"); err != nil {
+		t.Fatal(err)
+	}
+	// A token, when sent, decides (as on the gRPC port).
+	tok := map[string]string{adbcfsql.OptionAuthorizationHeader: "Bearer " + token}
+	for k, v := range withCert {
+		tok[k] = v
+	}
+	if _, _, err := adbcQuery(t, f.adbcConn(t, tok), "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	f.users.mu.Lock()
+	users := strings.Join(f.users.users, ",")
+	f.users.mu.Unlock()
+	if users != "client,alice" {
+		t.Fatalf("users %q, want the certificate's name, then the token's", users)
+	}
+	o := map[string]string{}
+	for k, v := range base {
+		o[k] = v
+	}
+	db, err := adbcfsql.NewDriver(memory.DefaultAllocator).NewDatabase(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	bare, err := db.Open(ctxT(t, 30*time.Second))
+	if err == nil {
+		defer bare.Close()
+		_, _, err = adbcQuery(t, bare, "SELECT 1")
+	}
+	if err == nil || !strings.Contains(err.Error(), "certificate required") {
+		t.Fatalf("no client certificate: %v", err)
 	}
 	f.checkClean(t, s)
 }
