@@ -37,7 +37,6 @@ import (
 // Engine is what the front-end needs of the query engine.
 type Engine interface {
 	Execute(ctx context.Context, req query.Request, emit func(query.Event) error) error
-	Cancel(ctx context.Context, queryID string) (query.State, error)
 }
 
 // Config configures a Server.
@@ -142,7 +141,7 @@ func (s *Server) Close() {
 	s.mu.Lock()
 	s.closed = true
 	for _, r := range s.queries {
-		r.cancel(errShutdown)
+		r.abandon(errShutdown)
 	}
 	s.mu.Unlock()
 	s.wg.Wait()

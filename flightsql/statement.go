@@ -28,9 +28,15 @@ type running struct {
 	schema *arrow.Schema // set before ready closes; nil: failed
 	err    error         // the engine's error when it ended before ready
 	chunks chan flight.StreamChunk
-	done   chan struct{} // the engine returned
+	ended  chan struct{} // the engine returned: HS2's operation is released
+	done   chan struct{} // the statement is over here
 
 	claimedCh chan struct{} // closed by the DoGet that claims the ticket
+	// gone is closed when no DoGet will read the chunks any more: its
+	// client hung up, the ticket expired unclaimed, it was cancelled
+	// before a DoGet, or the server closes.
+	gone     chan struct{}
+	goneOnce sync.Once
 
 	mu       sync.Mutex
 	claimed  bool
@@ -51,13 +57,13 @@ func (s *Server) start(ctx context.Context, stmt string) (*running, error) {
 	qctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	r := &running{
 		s: s, id: newHandle(), user: s.cfg.UserFromContext(ctx), cancel: cancel,
-		ready: make(chan struct{}), claimedCh: make(chan struct{}), chunks: make(chan flight.StreamChunk), done: make(chan struct{}),
+		ready: make(chan struct{}), claimedCh: make(chan struct{}), gone: make(chan struct{}), ended: make(chan struct{}), chunks: make(chan flight.StreamChunk), done: make(chan struct{}),
 		progress: -1,
 	}
 	s.queries[r.id] = r
 	s.wg.Add(1)
 	s.mu.Unlock()
-	r.timer = time.AfterFunc(s.cfg.TicketTimeout, func() { r.cancel(errTicketExpired) })
+	r.timer = time.AfterFunc(s.cfg.TicketTimeout, func() { r.abandon(errTicketExpired) })
 	req := query.Request{
 		QueryID:   r.id,
 		Statement: stmt,
@@ -102,12 +108,14 @@ func (r *running) run(ctx context.Context, req query.Request) {
 			case r.chunks <- flight.StreamChunk{Data: rec}:
 				return nil
 			case <-ctx.Done():
-				rec.Release()
-				return context.Cause(ctx)
+			case <-r.gone:
 			}
+			rec.Release()
+			return context.Cause(ctx)
 		}
 		return nil
 	})
+	close(r.ended)
 	if !readyClosed {
 		if err == nil {
 			r.schema = emptySchema // no result set (DDL, INSERT)
@@ -118,9 +126,10 @@ func (r *running) run(ctx context.Context, req query.Request) {
 		return
 	}
 	if err != nil {
+		// The reader hears why the stream ended (a cancel, a failover).
 		select {
 		case r.chunks <- flight.StreamChunk{Err: toStatus(err)}:
-		case <-ctx.Done():
+		case <-r.gone:
 		}
 	}
 	close(r.chunks)
@@ -128,8 +137,14 @@ func (r *running) run(ctx context.Context, req query.Request) {
 	// until a DoGet claims it or it expires.
 	select {
 	case <-r.claimedCh:
-	case <-ctx.Done():
+	case <-r.gone:
 	}
+}
+
+// abandon cancels r for good: no DoGet will read it.
+func (r *running) abandon(cause error) {
+	r.cancel(cause)
+	r.goneOnce.Do(func() { close(r.gone) })
 }
 
 // wait waits until r's schema is known or it failed, or for d (0: no
@@ -205,7 +220,7 @@ func (s *Server) DoGetStatement(ctx context.Context, t flightsql.StatementQueryT
 	}
 	// The client hanging up cancels the query; the engine then ends and
 	// closes the chunks.
-	stop := context.AfterFunc(ctx, func() { r.cancel(errReaderGone) })
+	stop := context.AfterFunc(ctx, func() { r.abandon(errReaderGone) })
 	go func() {
 		<-r.done
 		stop()
@@ -263,17 +278,23 @@ func (s *Server) CancelFlightInfo(ctx context.Context, req *flight.CancelFlightI
 		// Ended already: nothing to cancel.
 		return flight.CancelFlightInfoResult{Status: flight.CancelStatusNotCancellable}, nil
 	}
-	if _, err := s.cfg.Engine.Cancel(ctx, id); err != nil {
-		var qe *query.Error
-		if errors.As(err, &qe) && qe.Code == query.NotFound {
-			// Not admitted yet, or ended: end it here.
-			r.cancel(errors.New("cancelled by CancelFlightInfo"))
-			return flight.CancelFlightInfoResult{Status: flight.CancelStatusCancelled}, nil
-		}
-		return flight.CancelFlightInfoResult{Status: flight.CancelStatusUnspecified}, toStatus(err)
+	// Cancelling the query's context cancels its HS2 operation; a DoGet
+	// reading it then ends with CANCELLED.
+	r.cancel(errCancelled)
+	r.mu.Lock()
+	if !r.claimed {
+		r.abandon(errCancelled)
 	}
-	return flight.CancelFlightInfoResult{Status: flight.CancelStatusCancelled}, nil
+	r.mu.Unlock()
+	select {
+	case <-r.ended:
+		return flight.CancelFlightInfoResult{Status: flight.CancelStatusCancelled}, nil
+	case <-ctx.Done():
+		return flight.CancelFlightInfoResult{Status: flight.CancelStatusCancelling}, nil
+	}
 }
+
+var errCancelled = errors.New("cancelled by CancelFlightInfo")
 
 // handleOf reads a statement ticket's handle.
 func handleOf(t *flight.Ticket) (string, bool) {
