@@ -165,7 +165,8 @@ func (r *running) wait(ctx context.Context, d time.Duration) (bool, error) {
 	case <-timeout:
 		return false, nil
 	case <-ctx.Done():
-		r.cancel(errors.New("the client gave up waiting for the FlightInfo"))
+		// Nobody has the ticket: the query is over.
+		r.abandon(errors.New("the client gave up waiting for the FlightInfo"))
 		return false, status.FromContextError(ctx.Err()).Err()
 	}
 }
