@@ -47,6 +47,15 @@ type Config struct {
 	Log           Log           `yaml:"log"`
 	// Tracing exports OpenTelemetry spans; off by default.
 	Tracing Tracing `yaml:"tracing"`
+	// FlightSQL is the Arrow Flight SQL front-end; off by default.
+	FlightSQL FlightSQL `yaml:"flightsql"`
+}
+
+// FlightSQL configures the Arrow Flight SQL port. It serves the same
+// engine as the gRPC port, with the same TLS, mTLS and tokens (security).
+type FlightSQL struct {
+	// Listen is the Flight SQL gRPC address; empty: off.
+	Listen string `yaml:"listen"`
 }
 
 // Tracing configures OpenTelemetry tracing: a span per gRPC call (W3C
@@ -303,6 +312,7 @@ func (c *Config) Validate() error {
 	}
 	checkAddr("listen", c.Listen, true)
 	checkAddr("metrics_listen", c.MetricsListen, false)
+	checkAddr("flightsql.listen", c.FlightSQL.Listen, false)
 	switch c.Coordination {
 	case "standalone":
 	case "etcd":

@@ -19,8 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 
+	"github.com/hiveqd/hiveqd/query"
 	"github.com/hiveqd/hiveqd/routing"
 )
 
@@ -71,8 +71,8 @@ func New(cfg Config) *Metrics {
 			grpcprom.WithHistogramBuckets(grpcBuckets))),
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "queries_total",
-			Help: "Execute calls by connector and outcome (the gRPC status code name: OK, Unavailable, ...).",
-		}, []string{"connector", "outcome"}),
+			Help: "Queries by connector, front-end (hiveq.v1, flightsql) and outcome (OK, or the engine's code: InvalidArgument, Unavailable, Aborted, Canceled, Failed, ...).",
+		}, []string{"connector", "frontend", "outcome"}),
 		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "rows_streamed_total",
 			Help: "Result rows sent to clients, by connector.",
@@ -105,7 +105,9 @@ func New(cfg Config) *Metrics {
 		m.connectors[c] = true
 		// Series exist from the start, so that rate() and absent() work
 		// before the first query or failover.
-		m.queries.WithLabelValues(c, codes.OK.String())
+		for _, f := range []string{query.FrontendHiveQ, query.FrontendFlightSQL} {
+			m.queries.WithLabelValues(c, f, "OK")
+		}
 		m.rows.WithLabelValues(c)
 		m.bytes.WithLabelValues(c)
 		m.failovers.WithLabelValues(c, "dead")

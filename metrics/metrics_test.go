@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
-	"google.golang.org/grpc/codes"
 
 	"github.com/hiveqd/hiveqd/hs2"
 	"github.com/hiveqd/hiveqd/query"
@@ -42,14 +41,14 @@ func TestOnSwitch(t *testing.T) {
 func TestLabelsAreBounded(t *testing.T) {
 	m := New(Config{Connectors: []string{"hive"}})
 	for i := range 50 {
-		o := m.QueryObserver()(context.Background(), fmt.Sprintf("client-chosen-%d", i))
+		o := m.QueryObserver()(context.Background(), query.Observation{Connector: fmt.Sprintf("client-chosen-%d", i)})
 		o.Sent(query.Event{Kind: query.EventBatch, Batch: &hs2.Batch{Rows: 2}})
-		o.Done(codes.NotFound)
+		o.Done(&query.Error{Code: query.NotFound})
 	}
-	if got := value(t, m.queries.WithLabelValues(unknownConnector, "NotFound")); got != 50 {
+	if got := value(t, m.queries.WithLabelValues(unknownConnector, query.FrontendHiveQ, "NotFound")); got != 50 {
 		t.Errorf("unknown-connector queries %v, want 50", got)
 	}
-	if n := count(m.queries); n != 2 { // hive/OK and unknown/NotFound
+	if n := count(m.queries); n != 3 { // hive/{hiveq.v1,flightsql}/OK and unknown/hiveq.v1/NotFound
 		t.Errorf("%d query series", n)
 	}
 	if got := value(t, m.rows.WithLabelValues(unknownConnector)); got != 100 {
@@ -112,7 +111,7 @@ func BenchmarkHooks(b *testing.B) {
 		}
 	})
 	b.Run("batch", func(b *testing.B) {
-		o := m.QueryObserver()(ctx, "hive")
+		o := m.QueryObserver()(ctx, query.Observation{Connector: "hive"})
 		ev := query.Event{Kind: query.EventBatch, Batch: &hs2.Batch{Rows: 1000}}
 		for range b.N {
 			o.Sent(ev)

@@ -7,13 +7,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/stats"
 
 	hiveqv1 "github.com/hiveqd/hiveqd/gen/hiveq/v1"
 	"github.com/hiveqd/hiveqd/hs2"
 	"github.com/hiveqd/hiveqd/query"
-	"github.com/hiveqd/hiveqd/service"
 )
 
 // HS2Observer is the hs2.Options.Observe hook of one connector's query
@@ -51,18 +49,18 @@ func errorKind(err error) string {
 	return "transport"
 }
 
-// QueryObserver is the service.Config.Observe hook: queries by outcome,
-// rows and bytes streamed.
-func (m *Metrics) QueryObserver() service.ObserveFunc {
+// QueryObserver is the query.Config.Observe hook: queries by front-end
+// and outcome, rows and bytes streamed.
+func (m *Metrics) QueryObserver() query.ObserveFunc {
 	if m == nil {
 		return nil
 	}
-	return func(ctx context.Context, connector string) service.QueryObserver {
-		connector = m.connector(connector)
+	return func(ctx context.Context, qo query.Observation) query.QueryObserver {
+		connector := m.connector(qo.Connector)
 		if sb, _ := ctx.Value(streamBytesKey{}).(*streamBytes); sb != nil {
 			sb.c.Store(counterRef{m.bytes.WithLabelValues(connector)})
 		}
-		return &queryObserver{m: m, ctx: ctx, connector: connector, rows: m.rows.WithLabelValues(connector)}
+		return &queryObserver{m: m, ctx: ctx, connector: connector, frontend: frontend(qo.Frontend), rows: m.rows.WithLabelValues(connector)}
 	}
 }
 
@@ -70,6 +68,7 @@ type queryObserver struct {
 	m         *Metrics
 	ctx       context.Context
 	connector string
+	frontend  string
 	rows      prometheus.Counter
 }
 
@@ -79,13 +78,32 @@ func (o *queryObserver) Sent(ev query.Event) {
 	}
 }
 
-func (o *queryObserver) Done(code codes.Code) {
-	c := o.m.queries.WithLabelValues(o.connector, code.String())
+func (o *queryObserver) Done(err *query.Error) {
+	c := o.m.queries.WithLabelValues(o.connector, o.frontend, Outcome(err))
 	if ex := exemplar(o.ctx); ex != nil {
 		c.(prometheus.ExemplarAdder).AddWithExemplar(1, ex)
 		return
 	}
 	c.Inc()
+}
+
+// Outcome is a query's outcome label: "OK", or the engine's code name
+// (InvalidArgument, Unavailable, Aborted, ..., Failed for a statement HS2
+// failed at run time).
+func Outcome(err *query.Error) string {
+	if err == nil {
+		return "OK"
+	}
+	return err.Code.String()
+}
+
+// frontend is the front-end label; queries that name none came by hiveq.v1.
+func frontend(f string) string {
+	switch f {
+	case query.FrontendFlightSQL:
+		return f
+	}
+	return query.FrontendHiveQ
 }
 
 // bytesHandler counts the wire bytes of Execute responses. The stream's

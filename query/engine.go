@@ -77,8 +77,10 @@ type Config struct {
 	// then cancelling and closing the operation (default 10s). A call still
 	// running after it is aborted, which costs its connection.
 	CleanupTimeout time.Duration
-	Clock          hs2.Clock    // nil: the real clock
-	Logger         *slog.Logger // nil: discard
+	// Observe, when set, follows every query (metrics, tracing).
+	Observe ObserveFunc
+	Clock   hs2.Clock    // nil: the real clock
+	Logger  *slog.Logger // nil: discard
 }
 
 // Defaults.
@@ -209,6 +211,11 @@ func (e *Engine) PoolStats() hs2.PoolStats { return e.pools.stats() }
 // stream still took events. An error from emit ends the query. Cancelling
 // ctx (or Cancel with the query id) cancels the query on HS2.
 func (e *Engine) Execute(ctx context.Context, req Request, emit func(Event) error) error {
+	emit, done := e.observe(ctx, &req, emit)
+	return done(e.execute(ctx, req, emit))
+}
+
+func (e *Engine) execute(ctx context.Context, req Request, emit func(Event) error) error {
 	start := e.clock.Now()
 	if err := e.validate(&req); err != nil {
 		return err

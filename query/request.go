@@ -1,6 +1,7 @@
 package query
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"strings"
@@ -29,6 +30,43 @@ type Request struct {
 	// User is the authenticated caller; with impersonation on it becomes
 	// hive.server2.proxy.user. It also keys Limits.MaxPerUser.
 	User string
+	// Frontend names the protocol the query came in by (FrontendHiveQ,
+	// FrontendFlightSQL): observers label by it.
+	Frontend string
+	// Batch bounds the batches emitted for this front-end; zero fields
+	// take the engine's Limits.
+	Batch BatchLimits
+	// Meta, when set, runs an HS2 metadata call instead of Statement,
+	// with the same routing, pool, limits and life cycle.
+	Meta *hs2.MetaRequest
+}
+
+// BatchLimits is how a front-end sizes its batches: at most MaxRows rows
+// and, by the engine's estimate of the encoded size, MaxBytes bytes.
+type BatchLimits struct {
+	MaxRows  int
+	MaxBytes int
+}
+
+// batchLimits are the limits of q's batches.
+func (q *queryRun) batchLimits() (rows, bytes int) {
+	rows, bytes = min(q.e.limits.MaxBatchRows, q.req.FetchSize), q.e.limits.MaxBatchBytes
+	if b := q.req.Batch; b.MaxRows > 0 {
+		rows = min(b.MaxRows, q.req.FetchSize)
+	}
+	if b := q.req.Batch; b.MaxBytes > 0 {
+		bytes = b.MaxBytes
+	}
+	return rows, bytes
+}
+
+// submit starts the request's operation on sess: the statement, or the
+// metadata call.
+func (q *queryRun) submit(ctx context.Context, sess *hs2.Session) (*hs2.Operation, error) {
+	if m := q.req.Meta; m != nil {
+		return sess.Metadata(ctx, *m)
+	}
+	return sess.Execute(ctx, q.req.Statement, nil)
 }
 
 // Request bounds.
@@ -46,6 +84,11 @@ const proxyUserKey = "hive.server2.proxy.user"
 
 // validate checks req and fills its defaults. It does not look at routes.
 func (e *Engine) validate(req *Request) *Error {
+	if req.Meta != nil {
+		if req.Statement == "" {
+			req.Statement = req.Meta.Call.String()
+		}
+	}
 	if !utf8.ValidString(req.Statement) {
 		return invalid("statement", "statement is not valid UTF-8")
 	}

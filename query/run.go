@@ -199,7 +199,7 @@ func (q *queryRun) try(ctx context.Context, cur *routing.Current) (err error) {
 	}
 	_, err = call(a, func(ctx context.Context) (struct{}, error) {
 		var err error
-		a.op, err = a.sess.Execute(ctx, q.req.Statement, nil)
+		a.op, err = q.submit(ctx, a.sess)
 		a.opMu.Lock()
 		a.liveOp = a.op
 		a.opMu.Unlock()
@@ -473,8 +473,8 @@ func (q *queryRun) emitBatch(b *hs2.Batch) error {
 	if b == nil {
 		return nil
 	}
-	batchRows := min(q.e.limits.MaxBatchRows, q.req.FetchSize)
-	return sliceBatch(b, batchRows, q.e.limits.MaxBatchBytes, func(sb *hs2.Batch) error {
+	batchRows, batchBytes := q.batchLimits()
+	return sliceBatch(b, batchRows, batchBytes, func(sb *hs2.Batch) error {
 		if err := q.send(Event{Kind: EventBatch, Batch: sb}); err != nil {
 			return err
 		}

@@ -246,7 +246,7 @@ func TestMetrics(t *testing.T) {
 		return m["hiveqd_hs2_pool_sessions_in_use"] == 0 && m["hiveqd_hs2_pool_sessions_idle"] == 1
 	})
 	want := map[string]func(float64) bool{
-		`hiveqd_queries_total{connector="hive",outcome="OK"}`:                                  eq(1),
+		`hiveqd_queries_total{connector="hive",frontend="hiveq.v1",outcome="OK"}`:              eq(1),
 		`hiveqd_rows_streamed_total{connector="hive"}`:                                         eq(6),
 		`hiveqd_bytes_streamed_total{connector="hive"}`:                                        gt(100),
 		`hiveqd_hs2_call_duration_seconds_count{call="OpenSession",connector="hive"}`:          eq(1),
@@ -284,7 +284,7 @@ func TestMetrics(t *testing.T) {
 	// it is counted under that code.
 	failed := 0.0
 	for k, v := range m {
-		if strings.HasPrefix(k, `hiveqd_queries_total{connector="hive",outcome=`) && !strings.Contains(k, `"OK"`) {
+		if strings.HasPrefix(k, `hiveqd_queries_total{connector="hive",frontend="hiveq.v1",outcome=`) && !strings.Contains(k, `"OK"`) {
 			failed += v
 		}
 	}

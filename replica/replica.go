@@ -22,10 +22,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/reflection"
 
 	"github.com/hiveqd/hiveqd/authn"
 	"github.com/hiveqd/hiveqd/cluster"
 	"github.com/hiveqd/hiveqd/config"
+	"github.com/hiveqd/hiveqd/flightsql"
 	"github.com/hiveqd/hiveqd/hs2"
 	"github.com/hiveqd/hiveqd/metrics"
 	"github.com/hiveqd/hiveqd/query"
@@ -54,6 +56,11 @@ type Options struct {
 	// SpanExporter, when set, receives trace spans whatever
 	// cfg.Tracing.Exporter says (tests).
 	SpanExporter sdktrace.SpanExporter
+	// FlightSQLListener, when set, serves Arrow Flight SQL instead of
+	// listening on cfg.FlightSQL.Listen.
+	FlightSQLListener net.Listener
+	// Version is reported to Flight SQL clients (SqlInfo).
+	Version string
 }
 
 // peerCredentials are how a follower reaches the leader to forward an admin
@@ -144,7 +151,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			MaxBatchBytes:     cfg.Limits.MaxBatchBytes,
 			MaxBatchRows:      cfg.Limits.DefaultFetchSize,
 		},
-		Logger: engineLog,
+		Observe: query.Observers(mets.QueryObserver(), tr.QueryObserver()),
+		Logger:  engineLog,
 	})
 	if err != nil {
 		return err
@@ -157,33 +165,43 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("security: %w", err)
 	}
-	// Everything that can fail on configuration comes before service.New,
-	// whose health watcher only svc.Close stops.
+	// Everything that can fail on configuration comes before NewHealth,
+	// whose watcher only Close stops.
 	peerCreds, err := peerCredentials(sec)
 	if err != nil {
 		return err
 	}
-	svc, err := service.New(service.Config{
-		Engine: engine, Routes: table, Logger: log,
-		UserFromContext: func(ctx context.Context) string {
-			p, _ := authn.FromContext(ctx)
-			return p.Name
-		},
-		Observe: service.Observers(mets.QueryObserver(), tr.QueryObserver()),
-	})
+	userOf := func(ctx context.Context) string {
+		p, _ := authn.FromContext(ctx)
+		return p.Name
+	}
+	svc, err := service.New(service.Config{Engine: engine, Logger: log, UserFromContext: userOf})
 	if err != nil {
 		return err
 	}
 	// Metrics and tracing first: they see every call, refused ones too.
-	serverOpts := append(mets.ServerOptions(), tr.ServerOptions()...)
-	serverOpts = append(serverOpts, service.ServerOptions(log)...)
-	serverOpts = append(serverOpts, auth.ServerOptions()...)
+	baseOpts := append(mets.ServerOptions(), tr.ServerOptions()...)
+	baseOpts = append(baseOpts, ServerOptions(log)...)
+	var tlsOpts []grpc.ServerOption
 	if serverTLS != nil {
-		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(serverTLS)))
+		tlsOpts = append(tlsOpts, grpc.Creds(credentials.NewTLS(serverTLS)))
 	}
+	serverOpts := append(append([]grpc.ServerOption{}, baseOpts...), queryServiceOptions()...)
+	serverOpts = append(serverOpts, auth.ServerOptions()...)
+	serverOpts = append(serverOpts, tlsOpts...)
 	serverOpts = append(serverOpts, opts.ServerOptions...)
 	gs := grpc.NewServer(serverOpts...)
 	svc.Register(gs)
+	health := service.NewHealth(service.HealthConfig{Routes: table, DefaultConnector: cfg.DefaultConnector,
+		Services: []string{service.QueryServiceName}})
+	defer health.Close()
+	health.Register(gs)
+	reflection.Register(gs)
+	fsqlOpts := append(append([]grpc.ServerOption{}, baseOpts...), flightsql.ServerOptions(auth)...)
+	fsql, err := newFlightSQL(cfg, opts, engine, userOf, append(fsqlOpts, tlsOpts...), health, log)
+	if err != nil {
+		return err
+	}
 	stopping := make(chan struct{})
 	service.NewCluster(service.ClusterConfig{
 		Stopping:    stopping,
@@ -199,7 +217,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	coordCtx, stopCoord := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCoord()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -213,6 +231,16 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			errc <- fmt.Errorf("grpc: %w", err)
 		}
 	}()
+	if fsql != nil {
+		mets.InitializeServer(fsql.gs)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fsql.serve(); err != nil {
+				errc <- err
+			}
+		}()
+	}
 	var metricsSrv *http.Server
 	if mlis != nil {
 		metricsSrv = &http.Server{Handler: metricsMux(mets), ReadHeaderTimeout: 10 * time.Second}
@@ -229,6 +257,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		"connectors", len(cfg.Connectors), "default_connector", cfg.DefaultConnector)
 	if opts.Ready != nil {
 		fmt.Fprintf(opts.Ready, "hiveqd listening on %s\n", addr)
+		if fsql != nil {
+			fmt.Fprintf(opts.Ready, "hiveqd flightsql listening on %s\n", fsql.lis.Addr())
+		}
 	}
 
 	var runErr error
@@ -238,13 +269,16 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	}
 	log.Info("hiveqd shutting down", "grace", cfg.ShutdownGrace, "running", engine.Running())
 	stopCoord() // resign first: the next leader need not wait for our streams
-	svc.SetServing(false)
+	health.SetServing(false)
 	close(stopping)
 	graceCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	if err := engine.Close(graceCtx); err != nil {
 		log.Warn("streams cancelled at the end of the grace period", "err", err)
 	}
 	cancel()
+	if fsql != nil {
+		fsql.stop()
+	}
 	stopped := make(chan struct{})
 	go func() { gs.GracefulStop(); close(stopped) }()
 	select {
@@ -253,7 +287,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		gs.Stop()
 		<-stopped
 	}
-	svc.Close()
+	health.Close()
 	stopMetrics(metricsSrv, log)
 	wg.Wait()
 	log.Info("hiveqd stopped")

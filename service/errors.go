@@ -39,10 +39,10 @@ func grpcCode(c query.Code) codes.Code {
 	return codes.Internal
 }
 
-// toStatus converts an engine error to a gRPC status error with a
+// ToStatus converts an engine error to a gRPC status error with a
 // google.rpc.ErrorInfo detail. Errors that already are gRPC statuses pass
 // through; anything else is INTERNAL.
-func toStatus(err error) error {
+func ToStatus(err error) error {
 	if err == nil {
 		return nil
 	}

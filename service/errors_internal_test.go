@@ -25,7 +25,7 @@ func TestToStatus(t *testing.T) {
 		query.Failed:            codes.Unknown,
 		query.Internal:          codes.Internal,
 	} {
-		err := toStatus(&query.Error{Code: code, Reason: "R", Message: "bad \xff text", Metadata: map[string]string{"server": "h:1\xfe"}})
+		err := ToStatus(&query.Error{Code: code, Reason: "R", Message: "bad \xff text", Metadata: map[string]string{"server": "h:1\xfe"}})
 		st := status.Convert(err)
 		if st.Code() != want || !utf8.ValidString(st.Message()) {
 			t.Errorf("%v: %v %q", code, st.Code(), st.Message())
@@ -39,11 +39,11 @@ func TestToStatus(t *testing.T) {
 			t.Errorf("%v: %v", code, err)
 		}
 	}
-	st := status.Convert(toStatus(errors.New("boom")))
+	st := status.Convert(ToStatus(errors.New("boom")))
 	if st.Code() != codes.Internal || st.Details()[0].(*errdetails.ErrorInfo).Reason != query.ReasonInternal {
 		t.Fatalf("plain error: %v", st)
 	}
-	if toStatus(nil) != nil {
+	if ToStatus(nil) != nil {
 		t.Fatal("nil error")
 	}
 }

@@ -23,6 +23,7 @@ import (
 	grpcproto "google.golang.org/grpc/encoding/proto"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/reflection"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
@@ -35,6 +36,7 @@ import (
 	"github.com/hiveqd/hiveqd/hs2sim/synth"
 	"github.com/hiveqd/hiveqd/internal/testenv"
 	"github.com/hiveqd/hiveqd/query"
+	"github.com/hiveqd/hiveqd/replica"
 	"github.com/hiveqd/hiveqd/routing"
 	"github.com/hiveqd/hiveqd/service"
 )
@@ -53,6 +55,7 @@ type fixture struct {
 	table  *routing.Table
 	engine *query.Engine
 	svc    *service.Service
+	health *service.Health
 	cc     *grpc.ClientConn
 	client hiveqv1.QueryServiceClient
 	epoch  uint64
@@ -101,14 +104,19 @@ func newFixture(t testing.TB, s *hs2sim.Server, mod func(*query.Config)) *fixtur
 		t.Fatal(err)
 	}
 	f.engine = eng
-	svc, err := service.New(service.Config{Engine: eng, Routes: f.table, Logger: testLogger()})
+	svc, err := service.New(service.Config{Engine: eng, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.svc = svc
+	f.health = service.NewHealth(service.HealthConfig{Routes: f.table, DefaultConnector: conn, Services: []string{service.QueryServiceName}})
 	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer(service.ServerOptions(testLogger())...)
+	// The options replica.Run gives the hiveq.v1 server.
+	gs := grpc.NewServer(append(replica.ServerOptions(testLogger()),
+		service.ServerCodec(), grpc.InitialWindowSize(1<<20), grpc.InitialConnWindowSize(1<<20))...)
 	svc.Register(gs)
+	f.health.Register(gs)
+	reflection.Register(gs)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -127,7 +135,7 @@ func newFixture(t testing.TB, s *hs2sim.Server, mod func(*query.Config)) *fixtur
 		cc.Close()
 		gs.Stop()
 		wg.Wait()
-		svc.Close()
+		f.health.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		eng.Close(ctx)
@@ -661,9 +669,9 @@ func TestHealthAndReflection(t *testing.T) {
 	want(healthpb.HealthCheckResponse_NOT_SERVING)
 	f.route(s, false)
 	want(healthpb.HealthCheckResponse_SERVING)
-	f.svc.SetServing(false)
+	f.health.SetServing(false)
 	want(healthpb.HealthCheckResponse_NOT_SERVING)
-	f.svc.SetServing(true)
+	f.health.SetServing(true)
 	want(healthpb.HealthCheckResponse_SERVING)
 
 	// Reflection lists the service.

@@ -11,16 +11,15 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	grpccodes "google.golang.org/grpc/codes"
 
 	"github.com/hiveqd/hiveqd/hs2"
 	"github.com/hiveqd/hiveqd/query"
-	"github.com/hiveqd/hiveqd/service"
 )
 
 // Attribute keys of hiveqd's own span attributes.
 const (
 	AttrConnector = attribute.Key("hiveqd.connector")
+	AttrFrontend  = attribute.Key("hiveqd.frontend")
 	AttrQueryID   = attribute.Key("hiveqd.query_id")
 	AttrEpoch     = attribute.Key("hiveqd.epoch")
 	AttrServer    = attribute.Key("hiveqd.hs2_server")
@@ -86,19 +85,22 @@ func errorDescription(err error) string {
 	return err.Error() // transport errors name addresses and network causes
 }
 
-// QueryObserver is the service.Config.Observe hook: it puts the query's
-// id, connector, server and epoch on the Execute span, and an event per
-// state change.
-func (t *Tracing) QueryObserver() service.ObserveFunc {
+// QueryObserver is the query.Config.Observe hook: it puts the query's
+// id, front-end, connector, server and epoch on the call's span, and an
+// event per state change.
+func (t *Tracing) QueryObserver() query.ObserveFunc {
 	if t == nil {
 		return nil
 	}
-	return func(ctx context.Context, connector string) service.QueryObserver {
+	return func(ctx context.Context, qo query.Observation) query.QueryObserver {
 		span := trace.SpanFromContext(ctx)
 		if !span.IsRecording() {
 			return nil
 		}
-		span.SetAttributes(AttrConnector.String(connector))
+		span.SetAttributes(AttrConnector.String(qo.Connector))
+		if qo.Frontend != "" {
+			span.SetAttributes(AttrFrontend.String(qo.Frontend))
+		}
 		return &queryObserver{span: span, state: -1}
 	}
 }
@@ -132,7 +134,7 @@ func (o *queryObserver) Sent(ev query.Event) {
 	}
 }
 
-func (o *queryObserver) Done(grpccodes.Code) {} // otelgrpc sets the span's status
+func (o *queryObserver) Done(*query.Error) {} // otelgrpc sets the span's status
 
 // LogHandler adds trace_id and span_id to records logged with a context
 // that carries a span, so that logs and traces can be joined.

@@ -68,7 +68,7 @@ func (b *bench) replica(ctx context.Context) (*harness.Hiveqd, error) {
 	if b.hq != nil {
 		return b.hq, nil
 	}
-	h, err := b.startHiveqd(ctx, "hiveqd")
+	h, err := b.startHiveqd(ctx, "hiveqd", "--flightsql-listen", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}

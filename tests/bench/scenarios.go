@@ -17,6 +17,7 @@ type scenario struct {
 var scenarios = []scenario{
 	{"paced", paced},
 	{"unpaced", unpaced},
+	{"arrow", arrowFront},
 	{"latency", latency},
 	{"prefetch", prefetch},
 	{"memory", memory},
@@ -118,8 +119,11 @@ func (b *bench) stream(ctx context.Context, mode, stmt string, fetch int, want i
 		return sample{}, err
 	}
 	addr := b.sim.Addr
-	if mode == modeGRPC {
+	switch mode {
+	case modeGRPC:
 		addr = b.hq.Addr
+	case modeADBC:
+		addr = b.hq.FlightSQLAddr
 	}
 	m := startCPU(b.hq.Pid(), b.sim.Pid())
 	resp, err := w.do(workerRequest{Op: "stream", Mode: mode, Addr: addr, Stmt: stmt, FetchSize: fetch})

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/apache/arrow-adbc/go/adbc"
 	"github.com/beltran/gohive"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -82,7 +83,7 @@ func workerMain() int {
 			}
 		}
 	}
-	w := &worker{sessions: map[string]*hs2.Session{}, conns: map[string]*grpc.ClientConn{}, gohives: map[string]*gohive.Connection{}}
+	w := &worker{sessions: map[string]*hs2.Session{}, conns: map[string]*grpc.ClientConn{}, gohives: map[string]*gohive.Connection{}, adbcs: map[string]adbc.Connection{}}
 	defer w.close()
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 1<<20), 1<<20)
@@ -107,6 +108,7 @@ type worker struct {
 	sessions map[string]*hs2.Session
 	conns    map[string]*grpc.ClientConn
 	gohives  map[string]*gohive.Connection
+	adbcs    map[string]adbc.Connection
 }
 
 func (w *worker) close() {
@@ -119,6 +121,9 @@ func (w *worker) close() {
 		_ = c.Close()
 	}
 	for _, c := range w.gohives {
+		_ = c.Close()
+	}
+	for _, c := range w.adbcs {
 		_ = c.Close()
 	}
 }
@@ -164,6 +169,8 @@ func (w *worker) stream(ctx context.Context, req workerRequest) (int64, error) {
 		return rows, err
 	case modeGohive:
 		return w.gohive(ctx, req)
+	case modeADBC:
+		return w.adbc(ctx, req)
 	}
 	return 0, fmt.Errorf("unknown mode %q", req.Mode)
 }

@@ -22,6 +22,7 @@ var (
 	simListening    = regexp.MustCompile(`hs2sim listening on (\S+)`)
 	simControl      = regexp.MustCompile(`hs2sim control on (\S+)`)
 	hiveqdListening = regexp.MustCompile(`hiveqd listening on (\S+)`)
+	flightListening = regexp.MustCompile(`hiveqd flightsql listening on (\S+)`)
 )
 
 // Sim is an hs2sim process and its control endpoint.
@@ -146,10 +147,13 @@ func (s *Sim) Stats(ctx context.Context) (SimStats, error) {
 type Hiveqd struct {
 	*Proc
 	Addr string
-	bin  string
-	args []string
-	env  []string
-	dir  string
+	// FlightSQLAddr is the Arrow Flight SQL address, when started with
+	// --flightsql-listen.
+	FlightSQLAddr string
+	bin           string
+	args          []string
+	env           []string
+	dir           string
 }
 
 // StartHiveqd runs `hiveqd serve` with args (plus --listen 127.0.0.1:0
@@ -177,12 +181,23 @@ func (h *Hiveqd) start(ctx context.Context, name string) error {
 		return err
 	}
 	h.Proc, h.Addr = p, m[1]
+	if hasFlag(h.args, "--flightsql-listen") {
+		f, err := p.WaitLine(ctx, flightListening)
+		if err != nil {
+			p.Kill()
+			return err
+		}
+		h.FlightSQLAddr = f[1]
+	}
 	return nil
 }
 
 // Restart starts the replica again on the same address.
 func (h *Hiveqd) Restart(ctx context.Context) error {
 	h.args = setFlag(h.args, "--listen", h.Addr)
+	if h.FlightSQLAddr != "" {
+		h.args = setFlag(h.args, "--flightsql-listen", h.FlightSQLAddr)
+	}
 	return h.start(ctx, h.Name)
 }
 

@@ -1,0 +1,334 @@
+package flightsql
+
+import (
+	"fmt"
+	"math"
+	"math/big"
+	"math/bits"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/hiveqd/hiveqd/hs2"
+)
+
+// record builds an Arrow record batch from an hs2 batch, column by column
+// straight from its typed vectors: no per-value boxing. The batch's
+// vectors alias the HS2 client's buffers, which are reused once the emit
+// callback returns, so every column is copied into buffers of its own
+// (one pass per column, the copy Arrow's layout needs anyway for strings).
+func record(schema *arrow.Schema, cols []column, b *hs2.Batch) (arrow.RecordBatch, error) {
+	if len(b.Columns) != len(cols) {
+		return nil, fmt.Errorf("batch has %d columns, the schema %d", len(b.Columns), len(cols))
+	}
+	arrs := make([]arrow.Array, len(cols))
+	release := func() {
+		for _, a := range arrs {
+			if a != nil {
+				a.Release()
+			}
+		}
+	}
+	for i := range cols {
+		v := &b.Columns[i]
+		if err := cols[i].check(v); err != nil {
+			release()
+			return nil, err
+		}
+		a, err := cols[i].array(v, b.Rows)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		arrs[i] = a
+	}
+	rec := array.NewRecordBatch(schema, arrs, int64(b.Rows))
+	release() // the record holds its own references
+	return rec, nil
+}
+
+// validity turns HS2's NULL bitmap (bit set: NULL) into Arrow's (bit set:
+// valid); nil when no row is NULL.
+func validity(nulls []byte, n int) (*memory.Buffer, int) {
+	if len(nulls) == 0 {
+		return nil, 0
+	}
+	out := make([]byte, bitmapBytes(n))
+	valid := 0
+	for i := range out {
+		var x byte
+		if i < len(nulls) {
+			x = nulls[i]
+		}
+		out[i] = ^x
+	}
+	if r := n % 8; r != 0 {
+		out[len(out)-1] &= byte(1<<r - 1)
+	}
+	for _, x := range out {
+		valid += bits.OnesCount8(x)
+	}
+	if valid == n {
+		return nil, 0
+	}
+	return memory.NewBufferBytes(out), n - valid
+}
+
+func bitmapBytes(n int) int { return (n + 7) / 8 }
+
+func fixed[T any](vals []T) *memory.Buffer {
+	if len(vals) == 0 {
+		return memory.NewBufferBytes(nil)
+	}
+	size := int(unsafe.Sizeof(vals[0])) * len(vals)
+	out := make([]byte, size)
+	copy(out, unsafe.Slice((*byte)(unsafe.Pointer(&vals[0])), size))
+	return memory.NewBufferBytes(out)
+}
+
+func narrow[T int8 | int16 | float32, S int32 | float64](vals []S) *memory.Buffer {
+	out := make([]T, len(vals))
+	for i, v := range vals {
+		out[i] = T(v)
+	}
+	return fixed(out)
+}
+
+// array converts one vector of n rows.
+func (c column) array(v *hs2.Vector, n int) (arrow.Array, error) {
+	valid, nulls := validity(v.Nulls, n)
+	var data *memory.Buffer
+	var extra []*memory.Buffer
+	switch c.to {
+	case tBool:
+		bits := make([]byte, bitmapBytes(n))
+		for i, x := range v.Bools[:n] {
+			if x {
+				bits[i/8] |= 1 << (i % 8)
+			}
+		}
+		data = memory.NewBufferBytes(bits)
+	case tInt8:
+		data = narrow[int8](v.Int32s[:n])
+	case tInt16:
+		data = narrow[int16](v.Int32s[:n])
+	case tInt32:
+		data = fixed(v.Int32s[:n])
+	case tInt64:
+		data = fixed(v.Int64s[:n])
+	case tFloat32:
+		data = narrow[float32](v.Doubles[:n])
+	case tFloat64:
+		data = fixed(v.Doubles[:n])
+	case tUTF8:
+		offsets, bytes := stringBuffers(v.Strings[:n])
+		data, extra = offsets, []*memory.Buffer{bytes}
+	case tBinary:
+		offsets, bytes := binaryBuffers(v.Bytes[:n])
+		data, extra = offsets, []*memory.Buffer{bytes}
+	case tDecimal:
+		out := make([]decimal128.Num, n)
+		for i, s := range v.Strings[:n] {
+			if v.IsNull(i) {
+				continue
+			}
+			d, err := parseDecimal(s, c.prec, c.scale)
+			if err != nil {
+				return nil, fmt.Errorf("column %q: %w", c.field.Name, err)
+			}
+			out[i] = d
+		}
+		data = fixed(out)
+	case tDate:
+		out := make([]int32, n)
+		for i, s := range v.Strings[:n] {
+			if v.IsNull(i) {
+				continue
+			}
+			d, err := parseDate(s)
+			if err != nil {
+				return nil, fmt.Errorf("column %q: %w", c.field.Name, err)
+			}
+			out[i] = d
+		}
+		data = fixed(out)
+	case tTimestamp:
+		out := make([]int64, n)
+		for i, s := range v.Strings[:n] {
+			if v.IsNull(i) {
+				continue
+			}
+			t, err := parseTimestamp(s)
+			if err != nil {
+				return nil, fmt.Errorf("column %q: %w", c.field.Name, err)
+			}
+			out[i] = t
+		}
+		data = fixed(out)
+	default:
+		return nil, fmt.Errorf("column %q: no conversion", c.field.Name)
+	}
+	bufs := append([]*memory.Buffer{valid, data}, extra...)
+	d := array.NewData(c.field.Type, n, bufs, nil, nulls, 0)
+	defer d.Release()
+	return array.MakeFromData(d), nil
+}
+
+func stringBuffers(vals []string) (*memory.Buffer, *memory.Buffer) {
+	total := 0
+	for _, s := range vals {
+		total += len(s)
+	}
+	offsets := make([]int32, len(vals)+1)
+	data := make([]byte, 0, total)
+	for i, s := range vals {
+		data = append(data, s...)
+		offsets[i+1] = int32(len(data))
+	}
+	return fixed(offsets), memory.NewBufferBytes(data)
+}
+
+func binaryBuffers(vals [][]byte) (*memory.Buffer, *memory.Buffer) {
+	total := 0
+	for _, s := range vals {
+		total += len(s)
+	}
+	offsets := make([]int32, len(vals)+1)
+	data := make([]byte, 0, total)
+	for i, s := range vals {
+		data = append(data, s...)
+		offsets[i+1] = int32(len(data))
+	}
+	return fixed(offsets), memory.NewBufferBytes(data)
+}
+
+// parseDecimal reads HS2's decimal text ("-12.50", "1E+3" never: Hive
+// renders plain digits) at the column's scale.
+func parseDecimal(s string, prec, scale int32) (decimal128.Num, error) {
+	t := strings.TrimSpace(s)
+	neg := false
+	if t != "" && (t[0] == '-' || t[0] == '+') {
+		neg = t[0] == '-'
+		t = t[1:]
+	}
+	intPart, frac, _ := strings.Cut(t, ".")
+	if intPart == "" && frac == "" {
+		return decimal128.Num{}, fmt.Errorf("bad decimal %q", s)
+	}
+	if int32(len(frac)) > scale {
+		frac = frac[:scale] // Hive already rounds to the type's scale
+	}
+	digits := intPart + frac + strings.Repeat("0", int(scale)-len(frac))
+	if len(digits) <= 18 {
+		var v int64
+		for _, r := range digits {
+			if r < '0' || r > '9' {
+				return decimal128.Num{}, fmt.Errorf("bad decimal %q", s)
+			}
+			v = v*10 + int64(r-'0')
+		}
+		if neg {
+			v = -v
+		}
+		return decimal128.FromI64(v), nil
+	}
+	bi, ok := new(big.Int).SetString(digits, 10)
+	if !ok {
+		return decimal128.Num{}, fmt.Errorf("bad decimal %q", s)
+	}
+	if neg {
+		bi.Neg(bi)
+	}
+	n := decimal128.FromBigInt(bi)
+	if !n.FitsInPrecision(prec) {
+		return decimal128.Num{}, fmt.Errorf("decimal %q does not fit decimal(%d,%d)", s, prec, scale)
+	}
+	return n, nil
+}
+
+// parseDate reads "YYYY-MM-DD" as days since 1970-01-01.
+func parseDate(s string) (int32, error) {
+	if len(s) == 10 && s[4] == '-' && s[7] == '-' {
+		y, ok1 := atoi(s[0:4])
+		m, ok2 := atoi(s[5:7])
+		d, ok3 := atoi(s[8:10])
+		if ok1 && ok2 && ok3 && m >= 1 && m <= 12 && d >= 1 && d <= 31 {
+			return int32(daysFromCivil(y, m, d)), nil
+		}
+	}
+	t, err := time.Parse("2006-01-02", strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("bad date %q", s)
+	}
+	return int32(t.Unix() / 86400), nil
+}
+
+// parseTimestamp reads "YYYY-MM-DD HH:MM:SS[.fffffffff]" as microseconds
+// since the epoch, zone-less (Hive's timestamps are local date-times).
+func parseTimestamp(s string) (int64, error) {
+	if len(s) >= 19 && s[10] == ' ' && s[13] == ':' && s[16] == ':' {
+		days, err := parseDate(s[:10])
+		hh, ok1 := atoi(s[11:13])
+		mm, ok2 := atoi(s[14:16])
+		ss, ok3 := atoi(s[17:19])
+		if err == nil && ok1 && ok2 && ok3 {
+			us := int64(0)
+			if len(s) > 19 {
+				if s[19] != '.' {
+					return 0, fmt.Errorf("bad timestamp %q", s)
+				}
+				frac := s[20:]
+				for i := 0; i < 6; i++ {
+					us *= 10
+					if i < len(frac) {
+						if frac[i] < '0' || frac[i] > '9' {
+							return 0, fmt.Errorf("bad timestamp %q", s)
+						}
+						us += int64(frac[i] - '0')
+					}
+				}
+			}
+			secs := int64(days)*86400 + int64(hh)*3600 + int64(mm)*60 + int64(ss)
+			if secs > math.MaxInt64/1_000_000 || secs < math.MinInt64/1_000_000 {
+				return 0, fmt.Errorf("timestamp %q out of range", s)
+			}
+			return secs*1e6 + us, nil
+		}
+	}
+	return 0, fmt.Errorf("bad timestamp %q", s)
+}
+
+func atoi(s string) (int, bool) {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, len(s) > 0
+}
+
+// daysFromCivil is days since 1970-01-01 of a proleptic Gregorian date
+// (Howard Hinnant's algorithm).
+func daysFromCivil(y, m, d int) int {
+	if m <= 2 {
+		y--
+	}
+	era := y
+	if era < 0 {
+		era -= 399
+	}
+	era /= 400
+	yoe := y - era*400
+	mp := (m + 9) % 12
+	doy := (153*mp+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return era*146097 + doe - 719468
+}

@@ -1,0 +1,55 @@
+package replica
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hiveqd/hiveqd/service"
+)
+
+// ServerOptions are what every hiveqd gRPC server uses: call logging
+// through logger and panic recovery (a panic becomes INTERNAL and is
+// logged with its stack). Each front-end adds its own (codec, windows).
+func ServerOptions(logger *slog.Logger) []grpc.ServerOption {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logFn := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		logger.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	rec := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		logger.ErrorContext(ctx, "panic in gRPC handler", "panic", p, "stack", string(debug.Stack()))
+		return status.Error(codes.Internal, "internal error")
+	})
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(logging.UnaryServerInterceptor(logFn, logOpts...), recovery.UnaryServerInterceptor(rec)),
+		grpc.ChainStreamInterceptor(logging.StreamServerInterceptor(logFn, logOpts...), recovery.StreamServerInterceptor(rec)),
+	}
+}
+
+// queryServiceOptions are the hiveq.v1 server's own: QueryService's codec,
+// and fixed receive windows. hiveqd only receives small requests there, so
+// its windows need no tuning: fixed windows turn off the
+// bandwidth-estimation PING the server otherwise sends (and reads the
+// answer to) for every request it receives, two syscalls and a client
+// wake-up per query.
+func queryServiceOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		service.ServerCodec(),
+		grpc.InitialWindowSize(receiveWindow),
+		grpc.InitialConnWindowSize(receiveWindow),
+	}
+}
+
+// receiveWindow is the hiveq.v1 server's per-stream and per-connection
+// receive window: above the default statement limit (1 MiB); a larger
+// request still arrives, in window-sized steps.
+const receiveWindow = 1 << 20
