@@ -200,6 +200,7 @@ func (s *Server) negotiate(r *http.Request) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("Kerberos authentication failed: %v", err)
 	}
+	s.kerberosLogins.Add(1)
 	return shortName(ctx.client), nil
 }
 

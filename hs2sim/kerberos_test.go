@@ -150,6 +150,9 @@ func TestKerberosHTTPSPNEGO(t *testing.T) {
 	second := decodeOpenSession(t, resp.Body)
 	ok(t, second.Status)
 	handles = append(handles, second.SessionHandle)
+	if n := s.Stats().KerberosLogins; n != 1 {
+		t.Errorf("%d Kerberos logins, want 1 (the cookie was used)", n)
+	}
 	// The same token again is a replay.
 	if resp := postOpenSession(t, url, authz, nil, nil); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("replayed token: %d", resp.StatusCode)

@@ -143,6 +143,7 @@ func (s *Server) gssapiFinish(r *bufio.Reader, w io.Writer, ctx *gssContext, off
 	if err := writeSASL(w, saslComplete, ""); err != nil {
 		return "", nil, err
 	}
+	s.kerberosLogins.Add(1)
 	var layer *gssLayer
 	switch {
 	case sel&qopAuthConf != 0:

@@ -66,10 +66,14 @@ type Config struct {
 
 // Stats are the server's counters.
 type Stats struct {
-	OpenSessions     int   `json:"open_sessions"`
-	OpenOperations   int   `json:"open_operations"`
-	OpenConnections  int   `json:"open_connections"`
-	SessionsOpened   int64 `json:"sessions_opened"`
+	OpenSessions    int   `json:"open_sessions"`
+	OpenOperations  int   `json:"open_operations"`
+	OpenConnections int   `json:"open_connections"`
+	SessionsOpened  int64 `json:"sessions_opened"`
+	// KerberosLogins counts accepted Kerberos AP-REQs (SASL GSSAPI or
+	// HTTP Negotiate); over HTTP a client that reuses the auth cookie logs
+	// in once per cookie lifetime.
+	KerberosLogins   int64 `json:"kerberos_logins"`
 	OperationsOpened int64 `json:"operations_opened"`
 }
 
@@ -108,6 +112,7 @@ type Server struct {
 	closed   bool
 
 	sessionsOpened   atomic.Int64
+	kerberosLogins   atomic.Int64
 	operationsOpened atomic.Int64
 
 	wg        sync.WaitGroup // listeners and connections
@@ -436,6 +441,7 @@ func (s *Server) Stats() Stats {
 		OpenOperations:   len(s.ops),
 		OpenConnections:  len(s.conns),
 		SessionsOpened:   s.sessionsOpened.Load(),
+		KerberosLogins:   s.kerberosLogins.Load(),
 		OperationsOpened: s.operationsOpened.Load(),
 	}
 }
