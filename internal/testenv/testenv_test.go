@@ -121,13 +121,14 @@ func TestProxyModes(t *testing.T) {
 func TestKDC(t *testing.T) {
 	start := time.Now()
 	k := StartKDC(t, KDCOptions{Realm: "KDC.TEST", TicketLifetime: 30 * time.Second})
+	up := time.Since(start)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	kt, err := k.NewPrincipal(ctx, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("KDC up with a principal and its keytab in %v", time.Since(start))
+	t.Logf("KDC serving in %v; with a principal and its keytab in %v", up, time.Since(start))
 	if _, err := k.NewPrincipal(ctx, "alice"); err == nil {
 		t.Fatal("adding alice twice: no error")
 	}
