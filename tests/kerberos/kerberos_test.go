@@ -267,7 +267,7 @@ func TestKerberosImpersonation(t *testing.T) {
 	}
 	sec := fmt.Sprintf("security:\n  auth_token_file: %q\n", tokens)
 	s := r.sim(t, "hs2sim", "localhost", "--sasl-qop", "auth-int")
-	h := r.hiveqd(t, "hiveqd", true, "--config", r.config(t, connector{static: []string{"localhost:" + port(s)}, impersonation: true}, sec))
+	h := r.hiveqd(t, "hiveqd", true, "--config", r.config(t, connector{static: []string{"localhost:" + port(s)}, qop: "auth-int", impersonation: true}, sec))
 	bearer := []string{"-H", "authorization: Bearer " + tok}
 	if u, _ := currentUser(t, ctx, h.Addr, bearer...); u != "alice" {
 		t.Errorf("grpcurl: current_user() = %q, want alice", u)
