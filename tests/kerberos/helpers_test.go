@@ -26,7 +26,7 @@ type realm struct {
 	dir      string
 	hiveqdKT string // hiveqd/localhost
 	svcKT    string // hive/ and HTTP/ for localhost, host2 and otherhost
-	host2    string // a second name for loopback; "" if the machine has none
+	host2    string // a second name for loopback (see secondHost)
 	skew     time.Duration
 }
 
@@ -44,10 +44,7 @@ func newRealm(t *testing.T, opts testenv.KDCOptions) *realm {
 	if r.skew == 0 {
 		r.skew = 5 * time.Minute
 	}
-	svcs := []string{"hive/localhost", "HTTP/localhost", "hive/otherhost"}
-	if r.host2 != "" {
-		svcs = append(svcs, "hive/"+r.host2, "HTTP/"+r.host2)
-	}
+	svcs := []string{"hive/localhost", "HTTP/localhost", "hive/otherhost", "hive/" + r.host2, "HTTP/" + r.host2}
 	if err := kdc.AddPrincipal(ctx, append(svcs, "hiveqd/localhost")...); err != nil {
 		t.Fatal(err)
 	}
@@ -61,22 +58,23 @@ func newRealm(t *testing.T, opts testenv.KDCOptions) *realm {
 	return r
 }
 
-// secondHost is the machine's host name when it resolves to loopback only
-// (as /etc/hosts makes it on most machines), so a second simulator can be
-// reached under another name and principal.
+// secondHost is a second name for loopback, so a second simulator has
+// another host name and principal: the machine's host name when it resolves
+// to loopback only (as /etc/hosts makes it on most machines), else the
+// address 127.0.0.1 itself (hive/127.0.0.1@REALM).
 func secondHost() string {
 	h, err := os.Hostname()
-	if err != nil || h == "" || strings.EqualFold(h, "localhost") {
-		return ""
-	}
 	h = strings.ToLower(h)
+	if err != nil || h == "" || h == "localhost" {
+		return "127.0.0.1"
+	}
 	addrs, err := net.LookupHost(h)
 	if err != nil || len(addrs) == 0 {
-		return ""
+		return "127.0.0.1"
 	}
 	for _, a := range addrs {
 		if ip := net.ParseIP(a); ip == nil || !ip.IsLoopback() {
-			return ""
+			return "127.0.0.1"
 		}
 	}
 	return h
