@@ -89,7 +89,13 @@ type gssapiMechanism struct {
 	ep      Endpoint
 	k       *Kerberos
 	allowed byte
+	spn     string
 	cl      *gssapi.SASLClient
+}
+
+// refusalHint explains a server's refusal of our ticket.
+func (m *gssapiMechanism) refusalHint() string {
+	return fmt.Sprintf(" (the server refused our Kerberos ticket for %s: check that its keytab holds that principal, i.e. that the connector's principal and the host name %q match the server's hive.server2.authentication.kerberos.principal, and that hiveqd's principal may log in)", m.spn, m.ep.Host)
 }
 
 func newGSSAPIMechanism(ep Endpoint, k *Kerberos) (SASLMechanism, error) {
@@ -114,6 +120,7 @@ func (m *gssapiMechanism) Start() ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	m.spn, _ = serverPrincipal(m.ep, m.k, false)
 	init, tok, err := gssapi.NewInitiator(t.CName, t.Realm, t.Ticket, t.SessionKey, gssapi.DefaultFlags)
 	if err != nil {
 		return nil, false, err

@@ -82,7 +82,11 @@ func saslHandshake(w io.Writer, r io.Reader, server string, mech SASLMechanism) 
 		case saslOK, saslComplete:
 		case saslBad:
 			// HS2 answers BAD when the authenticator rejects the login.
-			return &AuthError{Server: server, Message: string(payload)}
+			msg := string(payload)
+			if h, ok := mech.(interface{ refusalHint() string }); ok {
+				msg += h.refusalHint()
+			}
+			return &AuthError{Server: server, Message: msg}
 		case saslError:
 			return fmt.Errorf("sasl: server error: %s", payload)
 		default:
