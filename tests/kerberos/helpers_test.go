@@ -106,6 +106,7 @@ type connector struct {
 	static        []string
 	zk            []string
 	namespace     string
+	ha            bool // zookeeper-ha (active/passive, <namespace>-sasl)
 	transport     string
 	qop           string
 	principal     string // default hive/_HOST@REALM; "-" leaves it to the znode
@@ -125,7 +126,9 @@ func (r *realm) config(t *testing.T, c connector, extra string) string {
 		}
 		return "[" + strings.Join(out, ", ") + "]"
 	}
-	if len(c.zk) > 0 {
+	if len(c.zk) > 0 && c.ha {
+		fmt.Fprintf(&b, "    discovery: zookeeper-ha\n    zookeeper: {servers: %s, namespace: %q}\n", q(c.zk), c.namespace)
+	} else if len(c.zk) > 0 {
 		fmt.Fprintf(&b, "    discovery: zookeeper\n    zookeeper: {servers: %s, namespace: %q}\n", q(c.zk), c.namespace)
 	} else {
 		fmt.Fprintf(&b, "    discovery: static\n    static: %s\n", q(c.static))
