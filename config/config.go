@@ -42,6 +42,9 @@ type Config struct {
 	Connectors       []Connector `yaml:"connectors"`
 	Limits           Limits      `yaml:"limits"`
 	Security         Security    `yaml:"security"`
+	// Kerberos is hiveqd's own Kerberos identity, for connectors with
+	// auth: kerberos.
+	Kerberos Kerberos `yaml:"kerberos"`
 	// ShutdownGrace is how long running streams may finish after SIGTERM.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	Log           Log           `yaml:"log"`
@@ -73,6 +76,19 @@ type Tracing struct {
 	// SampleRatio is the share of new traces sampled (0..1, default 1);
 	// calls that arrive with a trace context follow the caller's decision.
 	SampleRatio float64 `yaml:"sample_ratio"`
+}
+
+// Kerberos is hiveqd's identity toward Kerberized HiveServer2. With a
+// keytab hiveqd logs in itself and again before tickets expire; without
+// one it uses the ticket cache named by KRB5CCNAME (kept fresh by kinit or
+// k5start).
+type Kerberos struct {
+	// Principal is hiveqd's principal, e.g. hiveqd/gw.example.com@EXAMPLE.COM.
+	Principal string `yaml:"principal"`
+	// Keytab holds the principal's keys.
+	Keytab string `yaml:"keytab"`
+	// Krb5Conf is krb5.conf; default KRB5_CONFIG, else /etc/krb5.conf.
+	Krb5Conf string `yaml:"krb5_conf"`
 }
 
 // Etcd is how replicas reach etcd.
@@ -113,6 +129,15 @@ type Connector struct {
 	HTTPPath  string `yaml:"http_path"`
 	Auth      string `yaml:"auth"`
 	TLS       *bool  `yaml:"tls"`
+	// Principal is HS2's Kerberos principal, hive/_HOST@REALM (_HOST
+	// becomes each server's host name); default: what the znode publishes.
+	Principal string `yaml:"principal"`
+	// HTTPPrincipal is the SPNEGO principal on the HTTP transport, e.g.
+	// HTTP/_HOST@REALM; default: Principal.
+	HTTPPrincipal string `yaml:"http_principal"`
+	// SASLQOP is the Kerberos SASL protection: auth, auth-int or
+	// auth-conf; default: the server's hive.server2.thrift.sasl.qop.
+	SASLQOP string `yaml:"sasl_qop"`
 	// HS2TLS verifies HS2's certificate when TLS is on.
 	HS2TLS TLSFiles `yaml:"hs2_tls"`
 	// User and PasswordFile are hiveqd's own HS2 credentials.
@@ -368,9 +393,19 @@ func (c *Config) Validate() error {
 			bad(f+".transport", "%q is not binary or http", cn.Transport)
 		}
 		switch strings.ToUpper(cn.Auth) {
-		case "", "NONE", "NOSASL", "LDAP", "CUSTOM":
+		case "", "NONE", "NOSASL", "LDAP", "CUSTOM", "KERBEROS":
 		default:
-			bad(f+".auth", "%q is not none, nosasl, ldap or custom", cn.Auth)
+			bad(f+".auth", "%q is not none, nosasl, ldap, custom or kerberos", cn.Auth)
+		}
+		switch strings.ToLower(cn.SASLQOP) {
+		case "", "auth", "auth-int", "auth-conf":
+		default:
+			bad(f+".sasl_qop", "%q is not auth, auth-int or auth-conf", cn.SASLQOP)
+		}
+		for _, pf := range []struct{ field, v string }{{".principal", cn.Principal}, {".http_principal", cn.HTTPPrincipal}} {
+			if pf.v != "" && (strings.Count(pf.v, "@") > 1 || strings.HasPrefix(pf.v, "/") || strings.ContainsAny(pf.v, " ;")) {
+				bad(f+pf.field, "%q is not a principal like hive/_HOST@REALM", pf.v)
+			}
 		}
 		switch cn.Policy {
 		case "oldest", "random":
@@ -402,6 +437,9 @@ func (c *Config) Validate() error {
 	}
 	if l.MaxRowsPerQuery < 0 {
 		bad("limits.max_rows_per_query", "must not be negative")
+	}
+	if c.Kerberos.Keytab != "" && c.Kerberos.Principal == "" {
+		bad("kerberos.principal", "is required with kerberos.keytab")
 	}
 	if c.Security.TLSClientCA != "" && (c.Security.TLSCert == "" || c.Security.TLSKey == "") {
 		bad("security.tls_client_ca", "needs security.tls_cert and security.tls_key")

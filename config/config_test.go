@@ -29,7 +29,7 @@ listen: nope
 coordination: raft
 connectors:
   - {name: a, discovery: dns}
-  - {name: a, static: ['h:99999'], transport: udp, auth: kerberos}
+  - {name: a, static: ['h:99999'], transport: udp, auth: gssapi}
 default_connector: zz
 limits: {max_batch_bytes: 10}
 log: {level: loud}`, []string{"listen:", "coordination:", "discovery:", "repeated", "bad port", "transport:", "auth:", "default_connector:", "max_batch_bytes", "log.level"}},
@@ -117,5 +117,50 @@ func TestTracingSettings(t *testing.T) {
 	}
 	if want := (Tracing{Exporter: "otlp", Endpoint: "https://collector:4317", SampleRatio: 0.5}); cfg.Tracing != want {
 		t.Fatalf("tracing %+v, want %+v", cfg.Tracing, want)
+	}
+}
+
+func TestKerberosSettings(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	yaml := `kerberos: {principal: hiveqd/gw@EXAMPLE.COM, keytab: /etc/hiveqd.keytab}
+connectors:
+- name: hive
+  discovery: zookeeper-ha
+  zookeeper: {servers: ['zk:2181'], namespace: hs2ha-sasl}
+  auth: kerberos
+  principal: hive/_HOST@EXAMPLE.COM
+  sasl_qop: auth-int
+`
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	Register(fs)
+	if err := fs.Parse([]string{"--hs2-sasl-qop", "auth-conf", "--krb5-conf", "/k/krb5.conf"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"HIVEQD_KERBEROS_KEYTAB": "/env/hiveqd.keytab", "HIVEQD_HS2_PRINCIPAL": "hive/_HOST@OTHER.COM"}
+	cfg, err := FromFlags(fs, path, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Kerberos{Principal: "hiveqd/gw@EXAMPLE.COM", Keytab: "/env/hiveqd.keytab", Krb5Conf: "/k/krb5.conf"}
+	if cfg.Kerberos != want {
+		t.Fatalf("kerberos %+v, want %+v", cfg.Kerberos, want)
+	}
+	c := cfg.Connectors[0]
+	if c.Auth != "kerberos" || c.Principal != "hive/_HOST@OTHER.COM" || c.SASLQOP != "auth-conf" {
+		t.Fatalf("connector %+v", c)
+	}
+
+	bad := Default()
+	bad.Connectors = []Connector{{Name: "h", Static: []string{"h:1"}, Auth: "kerberos", SASLQOP: "privacy", Principal: "hive/_HOST@A@B"}}
+	bad.Kerberos.Keytab = "/x.keytab"
+	bad.Finish()
+	err = bad.Validate()
+	for _, w := range []string{"sasl_qop", "principal", "kerberos.principal: is required with kerberos.keytab"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q: %v", w, err)
+		}
 	}
 }

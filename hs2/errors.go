@@ -28,11 +28,16 @@ var (
 type AuthError struct {
 	Server  string
 	Message string // the server's reason, when it gave one
+	// Err is our side's cause, when authentication failed before the
+	// server could answer (a Kerberos ticket, a mutual-auth check).
+	Err error
 }
 
 func (e *AuthError) Error() string {
 	return fmt.Sprintf("hs2 %s: authentication failed: %s", e.Server, e.Message)
 }
+
+func (e *AuthError) Unwrap() error { return e.Err }
 
 // statusError turns a non-success TStatus into a *ServerError (nil for
 // SUCCESS and SUCCESS_WITH_INFO).

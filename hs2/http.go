@@ -24,8 +24,7 @@ type httpTransport struct {
 	closeIdle func()
 	url       string
 	server    string
-	user      string
-	password  string
+	auth      HTTPAuthorizer
 	now       func() time.Time
 
 	wbuf bytes.Buffer
@@ -87,8 +86,9 @@ func (t *httpTransport) dropBody() {
 }
 
 // Flush POSTs the buffered call. It sends the auth cookie when it holds a
-// live one and Basic credentials otherwise; a 401 on the cookie (expired
-// server side) is retried once with credentials, as Hive JDBC does.
+// live one and credentials (Basic, or a fresh SPNEGO token) otherwise; a
+// 401 on the cookie (expired server side) is retried once with
+// credentials, as Hive JDBC does.
 func (t *httpTransport) Flush(ctx context.Context) error {
 	t.dropBody()
 	defer t.wbuf.Reset()
@@ -99,6 +99,10 @@ func (t *httpTransport) Flush(ctx context.Context) error {
 	for {
 		resp, err := t.post(ctx, payload, useCookie)
 		if err != nil {
+			var aerr *AuthError
+			if errors.As(err, &aerr) {
+				return aerr
+			}
 			return err
 		}
 		if resp.StatusCode == http.StatusUnauthorized && useCookie {
@@ -137,8 +141,8 @@ func (t *httpTransport) post(ctx context.Context, payload []byte, useCookie bool
 	req.Header.Set("X-XSRF-HEADER", "true")
 	if useCookie {
 		req.AddCookie(&http.Cookie{Name: t.cookie.Name, Value: t.cookie.Value})
-	} else {
-		req.SetBasicAuth(t.user, t.password)
+	} else if err := t.auth.Authorize(req); err != nil {
+		return nil, err
 	}
 	return t.client.Do(req)
 }

@@ -53,50 +53,91 @@ func readSASLFrame(r io.Reader) (status byte, payload []byte, err error) {
 	return hdr[0], payload, nil
 }
 
-// saslPlainHandshake runs the client side of Thrift SASL negotiation with
-// mechanism PLAIN: START "PLAIN", then OK with the initial response
-// "\x00user\x00password" (authzid empty), then the server's COMPLETE.
-func saslPlainHandshake(w io.Writer, r io.Reader, server, user, password string) error {
-	if err := writeSASLFrame(w, saslStart, []byte("PLAIN")); err != nil {
-		return err
-	}
-	resp := make([]byte, 0, 2+len(user)+len(password))
-	resp = append(resp, 0)
-	resp = append(resp, user...)
-	resp = append(resp, 0)
-	resp = append(resp, password...)
-	if err := writeSASLFrame(w, saslOK, resp); err != nil {
-		return err
-	}
-	status, payload, err := readSASLFrame(r)
+// saslHandshake runs the client side of Thrift SASL negotiation
+// (TSaslClientTransport.open) with mech: START with the mechanism's name,
+// then the initial response (COMPLETE if the mechanism is already done
+// and OK otherwise, except PLAIN, sent with OK as HS2's clients do), then
+// challenges and responses until the server says COMPLETE.
+func saslHandshake(w io.Writer, r io.Reader, server string, mech SASLMechanism) error {
+	initial, done, err := mech.Start()
 	if err != nil {
 		return err
 	}
-	switch status {
-	case saslComplete:
-		return nil
-	case saslBad:
-		// HS2 answers BAD when the authenticator rejects the login.
-		return &AuthError{Server: server, Message: string(payload)}
-	case saslError:
-		return fmt.Errorf("sasl: server error: %s", payload)
-	case saslOK:
-		return fmt.Errorf("%w: unexpected challenge after PLAIN response", errSASLProtocol)
-	default:
-		return fmt.Errorf("%w: status %d", errSASLProtocol, status)
+	if err := writeSASLFrame(w, saslStart, []byte(mech.Name())); err != nil {
+		return err
+	}
+	status := saslOK
+	if done && mech.Name() != "PLAIN" {
+		status = saslComplete
+	}
+	if err := writeSASLFrame(w, status, initial); err != nil {
+		return err
+	}
+	for {
+		status, payload, err := readSASLFrame(r)
+		if err != nil {
+			return err
+		}
+		switch status {
+		case saslOK, saslComplete:
+		case saslBad:
+			// HS2 answers BAD when the authenticator rejects the login.
+			msg := string(payload)
+			if h, ok := mech.(interface{ refusalHint() string }); ok {
+				msg += h.refusalHint()
+			}
+			return &AuthError{Server: server, Message: msg}
+		case saslError:
+			return fmt.Errorf("sasl: server error: %s", payload)
+		default:
+			return fmt.Errorf("%w: status %d", errSASLProtocol, status)
+		}
+		if status == saslComplete && done {
+			return nil
+		}
+		if status == saslComplete {
+			// The server is done; the mechanism still checks its last
+			// word (the JDK client evaluates it, then stops).
+			if _, _, err := mech.Step(payload); err != nil {
+				return err
+			}
+			return nil
+		}
+		if done {
+			return fmt.Errorf("%w: unexpected challenge after the %s response", errSASLProtocol, mech.Name())
+		}
+		var resp []byte
+		if resp, done, err = mech.Step(payload); err != nil {
+			return err
+		}
+		next := saslOK
+		if done {
+			next = saslComplete
+		}
+		if err := writeSASLFrame(w, next, resp); err != nil {
+			return err
+		}
 	}
 }
 
-// saslTransport carries Thrift messages after a PLAIN negotiation: every
-// message goes out as one frame, a 4-byte big-endian length and the bytes
-// (no QOP wrapping: PLAIN negotiates auth only). Reads stream frame by
-// frame without buffering a whole frame.
+// saslTransport carries Thrift messages after SASL negotiation: every
+// message goes out as one frame, a 4-byte big-endian length and the bytes.
+// Without a security layer (QOP auth) reads stream frame by frame without
+// buffering a whole frame; with one (auth-int, auth-conf) each frame's
+// payload is one wrapped token, unwrapped whole.
 type saslTransport struct {
 	conn net.Conn
 	r    *bufio.Reader
 	wbuf bytes.Buffer // the frame being built; first 4 bytes are its header
-	left uint32       // bytes left in the frame being read
+	left uint32       // bytes left in the frame being read (no layer)
+
+	sec   SecurityLayer // nil: no security layer
+	plain bytes.Reader  // the unwrapped frame being read (with a layer)
 }
+
+// maxWrappedFrame bounds a wrapped frame: a whole Thrift message plus the
+// token's overhead.
+const maxWrappedFrame = maxMessageSize + 1<<10
 
 func newSASLTransport(conn net.Conn) *saslTransport {
 	t := &saslTransport{conn: conn, r: bufio.NewReaderSize(conn, ioBufSize)}
@@ -128,9 +169,39 @@ func (t *saslTransport) nextFrame() error {
 	return nil
 }
 
+// nextWrapped reads and unwraps frames until one has bytes.
+func (t *saslTransport) nextWrapped() error {
+	for t.plain.Len() == 0 {
+		var hdr [4]byte
+		if _, err := io.ReadFull(t.r, hdr[:]); err != nil {
+			return err
+		}
+		n := binary.BigEndian.Uint32(hdr[:])
+		if n > maxWrappedFrame {
+			return fmt.Errorf("sasl: wrapped frame of %d bytes exceeds %d", n, maxWrappedFrame)
+		}
+		tok := make([]byte, n)
+		if _, err := io.ReadFull(t.r, tok); err != nil {
+			return err
+		}
+		p, err := t.sec.Unwrap(tok)
+		if err != nil {
+			return fmt.Errorf("sasl: unwrap frame: %w", err)
+		}
+		t.plain.Reset(p)
+	}
+	return nil
+}
+
 func (t *saslTransport) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if t.sec != nil {
+		if err := t.nextWrapped(); err != nil {
+			return 0, err
+		}
+		return t.plain.Read(p)
 	}
 	if err := t.nextFrame(); err != nil {
 		return 0, err
@@ -144,6 +215,12 @@ func (t *saslTransport) Read(p []byte) (int, error) {
 }
 
 func (t *saslTransport) ReadByte() (byte, error) {
+	if t.sec != nil {
+		if err := t.nextWrapped(); err != nil {
+			return 0, err
+		}
+		return t.plain.ReadByte()
+	}
 	if err := t.nextFrame(); err != nil {
 		return 0, err
 	}
@@ -163,8 +240,26 @@ func (t *saslTransport) Flush(context.Context) error {
 	if len(b) == 4 {
 		return nil
 	}
+	if t.sec != nil {
+		return t.flushWrapped(b[4:])
+	}
 	binary.BigEndian.PutUint32(b[:4], uint32(len(b)-4))
 	_, err := t.conn.Write(b)
 	t.wbuf.Truncate(4)
+	return err
+}
+
+// flushWrapped sends the message as one wrapped token, as Thrift's
+// TSaslTransport.flush does.
+func (t *saslTransport) flushWrapped(msg []byte) error {
+	defer t.wbuf.Truncate(4)
+	tok, err := t.sec.Wrap(msg)
+	if err != nil {
+		return fmt.Errorf("sasl: wrap frame: %w", err)
+	}
+	frame := make([]byte, 4+len(tok))
+	binary.BigEndian.PutUint32(frame, uint32(len(tok)))
+	copy(frame[4:], tok)
+	_, err = t.conn.Write(frame)
 	return err
 }

@@ -3,6 +3,7 @@ package hs2
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -85,9 +86,7 @@ func (e Endpoint) validate() error {
 		return fmt.Errorf("hs2 %s: transport %q: %w", e.Addr(), e.Transport, ErrUnsupported)
 	}
 	switch e.Auth {
-	case AuthNone, AuthNoSASL, AuthLDAP, AuthCustom:
-	case AuthKerberos:
-		return fmt.Errorf("hs2 %s: Kerberos (GSSAPI) authentication: %w", e.Addr(), ErrUnsupported)
+	case AuthNone, AuthNoSASL, AuthLDAP, AuthCustom, AuthKerberos:
 	default:
 		return fmt.Errorf("hs2 %s: authentication %q: %w", e.Addr(), e.Auth, ErrUnsupported)
 	}
@@ -210,8 +209,20 @@ func dial(ctx context.Context, ep Endpoint, opts Options) (transport, error) {
 		}
 		return c
 	}
+	auth := opts.Authenticator
+	if auth == nil {
+		auth = defaultAuth{opts: opts}
+	}
 	if ep.Transport == TransportHTTP {
-		return newHTTPTransport(ep, opts, tlsConf), nil
+		authz, err := auth.HTTP(ep)
+		if err != nil {
+			return nil, err
+		}
+		return newHTTPTransport(ep, opts, authz, tlsConf), nil
+	}
+	mech, err := auth.SASL(ep)
+	if err != nil {
+		return nil, err
 	}
 	terr := func(err error) error { return &TransportError{Server: ep.Addr(), Call: "Connect", Err: err} }
 	dctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
@@ -230,24 +241,26 @@ func dial(ctx context.Context, ep Endpoint, opts Options) (transport, error) {
 		}
 		conn = tc
 	}
-	if ep.Auth == AuthNoSASL {
+	if mech == nil {
 		return newRawTransport(conn), nil
 	}
 	t := newSASLTransport(conn)
-	if err := saslPlainHandshake(conn, t.r, ep.Addr(), opts.User, opts.Password); err != nil {
+	if err := saslHandshake(conn, t.r, ep.Addr(), mech); err != nil {
 		conn.Close()
-		if _, ok := err.(*AuthError); ok {
-			return nil, err
+		var aerr *AuthError
+		if errors.As(err, &aerr) {
+			return nil, aerr
 		}
 		if cerr := dctx.Err(); cerr != nil {
 			err = fmt.Errorf("%w: %w", cerr, err)
 		}
 		return nil, terr(fmt.Errorf("sasl: %w", err))
 	}
+	t.sec = mech.Layer()
 	return t, nil
 }
 
-func newHTTPTransport(ep Endpoint, opts Options, tlsConf func() *tls.Config) *httpTransport {
+func newHTTPTransport(ep Endpoint, opts Options, authz HTTPAuthorizer, tlsConf func() *tls.Config) *httpTransport {
 	scheme := "http"
 	ht := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -269,8 +282,7 @@ func newHTTPTransport(ep Endpoint, opts Options, tlsConf func() *tls.Config) *ht
 		closeIdle: ht.CloseIdleConnections,
 		url:       scheme + "://" + ep.Addr() + "/" + strings.TrimLeft(ep.HTTPPath, "/"),
 		server:    ep.Addr(),
-		user:      opts.User,
-		password:  opts.Password,
+		auth:      authz,
 		now:       opts.Clock.Now,
 	}
 }

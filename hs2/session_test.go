@@ -18,7 +18,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// gokrb5's acceptor starts one process-wide replay-cache sweeper (the
+	// Kerberos tests accept tokens with it).
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/jcmturner/gokrb5/v8/service.VerifyAPREQ.GetReplayCache.func1.1"))
 }
 
 func TestSASLPlainHandshakeBytes(t *testing.T) {
@@ -26,7 +28,7 @@ func TestSASLPlainHandshakeBytes(t *testing.T) {
 	defer client.Close()
 	defer server.Close()
 	done := make(chan error, 1)
-	go func() { done <- saslPlainHandshake(client, client, "srv:1", "alice", "pw") }()
+	go func() { done <- saslHandshake(client, client, "srv:1", &plainMechanism{user: "alice", password: "pw"}) }()
 
 	want := []byte{saslStart, 0, 0, 0, 5, 'P', 'L', 'A', 'I', 'N',
 		saslOK, 0, 0, 0, 9, 0, 'a', 'l', 'i', 'c', 'e', 0, 'p', 'w'}
@@ -68,7 +70,7 @@ func TestSASLPlainHandshakeRefused(t *testing.T) {
 				_, _, _ = readSASLFrame(server)
 				server.Write(tc.reply)
 			}()
-			err := saslPlainHandshake(client, client, "srv:1", "u", "p")
+			err := saslHandshake(client, client, "srv:1", &plainMechanism{user: "u", password: "p"})
 			var ae *AuthError
 			if errors.As(err, &ae) != tc.isAuth || err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v (auth %v), want %q auth=%v", err, errors.As(err, &ae), tc.want, tc.isAuth)
@@ -204,8 +206,9 @@ func TestOpenOldProtocol(t *testing.T) {
 func TestOpenRejects(t *testing.T) {
 	ctx := context.Background()
 	_, err := Open(ctx, Endpoint{Host: "127.0.0.1", Port: 1, Auth: AuthKerberos}, Options{}, SessionConfig{})
-	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "Kerberos") {
-		t.Errorf("kerberos: %v", err)
+	var kae *AuthError
+	if !errors.As(err, &kae) || !strings.Contains(err.Error(), "no Kerberos identity is configured") {
+		t.Errorf("kerberos without an identity: %v", err)
 	}
 	_, err = Open(ctx, Endpoint{Host: "127.0.0.1", Port: 1, Transport: "grpc"}, Options{}, SessionConfig{})
 	if !errors.Is(err, ErrUnsupported) {

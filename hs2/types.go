@@ -1,6 +1,8 @@
-// Package hs2 is hiveqd's HiveServer2 client: Thrift transports (binary SASL
-// PLAIN, binary NOSASL, HTTP, each with optional TLS), sessions, operations,
-// columnar result batches and a session pool.
+// Package hs2 is hiveqd's HiveServer2 client: Thrift transports (binary
+// SASL, binary NOSASL, HTTP, each with optional TLS), authentication
+// mechanisms behind one seam (Authenticator: SASL PLAIN and HTTP Basic,
+// Kerberos as SASL GSSAPI with every QOP and as HTTP SPNEGO), sessions,
+// operations, columnar result batches and a session pool.
 //
 // One Session is one connection: HS2 ties a session to its TCP connection and
 // drops it with the connection, and a connection carries one call at a time.
@@ -33,7 +35,7 @@ const (
 	AuthNoSASL   Auth = "NOSASL"
 	AuthLDAP     Auth = "LDAP"
 	AuthCustom   Auth = "CUSTOM"
-	AuthKerberos Auth = "KERBEROS" // discovered, never dialled: unsupported
+	AuthKerberos Auth = "KERBEROS" // SASL GSSAPI on binary, SPNEGO on HTTP
 )
 
 // DefaultHTTPPath is hive.server2.thrift.http.path's default.
@@ -48,6 +50,12 @@ type Endpoint struct {
 	HTTPPath  string    `json:"http_path,omitempty"` // default cliservice
 	Auth      Auth      `json:"auth,omitempty"`      // default NONE
 	TLS       bool      `json:"tls,omitempty"`
+	// Principal is the server's Kerberos principal as it publishes it
+	// (hive.server2.authentication.kerberos.principal, hive/_HOST@REALM).
+	Principal string `json:"principal,omitempty"`
+	// SASLQOP is its hive.server2.thrift.sasl.qop (auth, auth-int,
+	// auth-conf); empty is auth.
+	SASLQOP string `json:"sasl_qop,omitempty"`
 }
 
 // Addr is host:port.
@@ -70,6 +78,10 @@ type Options struct {
 	// Clock paces Operation.Wait's back-off and HTTP cookie expiry; nil is
 	// the real clock.
 	Clock Clock
+	// Kerberos is hiveqd's identity for KERBEROS servers; nil refuses them.
+	Kerberos *Kerberos
+	// Authenticator, when set, replaces the mechanism Endpoint.Auth selects.
+	Authenticator Authenticator
 	// Observe, when set, sees every Thrift call (metrics, trace spans);
 	// nil costs nothing.
 	Observe ObserveFunc

@@ -81,6 +81,7 @@ type dialOpts struct {
 	password  string
 	tls       *tls.Config
 	maxLength uint32
+	authz     string // http: the Authorization header (default Basic user:password)
 }
 
 func dialRaw(t testing.TB, s *Server, o dialOpts) *rawClient {
@@ -110,7 +111,11 @@ func dialRaw(t testing.TB, s *Server, o dialOpts) *rawClient {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ht.(*thrift.THttpClient).SetHeader("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(o.user+":"+o.password)))
+		authz := o.authz
+		if authz == "" {
+			authz = "Basic " + base64.StdEncoding.EncodeToString([]byte(o.user+":"+o.password))
+		}
+		ht.(*thrift.THttpClient).SetHeader("Authorization", authz)
 		c.trans = ht
 	default:
 		var sock thrift.TTransport

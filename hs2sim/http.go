@@ -9,11 +9,13 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/apache/thrift/lib/go/thrift"
 )
@@ -83,7 +85,9 @@ func (s *Server) httpHandler() http.Handler {
 				encodeBufs.Put(bp)
 			}
 		}()
-		ctx := context.WithValue(r.Context(), connKey{}, connInfo{user: user})
+		// ThriftHttpServlet takes the proxy user from the doAs parameter.
+		ci := connInfo{user: user, proxy: r.URL.Query().Get("doAs")}
+		ctx := context.WithValue(r.Context(), connKey{}, ci)
 		_, perr := s.proc.Process(ctx, thrift.NewTBinaryProtocolConf(in, s.tconf), thrift.NewTBinaryProtocolConf(out, s.tconf))
 		if len(out.b) == 0 {
 			if errors.Is(perr, thrift.ErrAbandonRequest) {
@@ -130,32 +134,45 @@ func abandon(w http.ResponseWriter) {
 }
 
 // httpAuth authenticates a request: a valid auth cookie, else Basic
-// credentials (checked in ldap mode), after which the cookie is set. It
-// writes the 401 itself.
+// credentials (checked in ldap mode) or, with Kerberos, a SPNEGO or raw
+// krb5 token in "Authorization: Negotiate"; after which the cookie is set.
+// It writes the 401 itself.
 func (s *Server) httpAuth(w http.ResponseWriter, r *http.Request) (string, bool) {
 	if c, err := r.Cookie(authCookie); err == nil {
 		if user, ok := s.verifyCookie(c.Value); ok {
 			return user, true
 		}
 	}
-	if s.cfg.Auth == "nosasl" {
+	var user string
+	switch s.cfg.Auth {
+	case "nosasl":
 		return "anonymous", true
-	}
-	user, pass, ok := r.BasicAuth()
-	if !ok {
-		unauthorized(w, "Authorization header received from the client is empty.")
-		return "", false
-	}
-	if check := s.passwordCheck(); check != nil && !check(user, pass) {
-		unauthorized(w, "Error validating LDAP user")
-		return "", false
-	}
-	if user == "" {
-		unauthorized(w, "Authorization header received from the client does not contain a user name.")
-		return "", false
+	case "kerberos":
+		u, err := s.negotiate(r)
+		if err != nil {
+			s.log.Warn("hs2sim: kerberos: HTTP authentication failed", "err", err)
+			unauthorized(w, "Negotiate", err.Error())
+			return "", false
+		}
+		user = u
+	default:
+		u, pass, ok := r.BasicAuth()
+		if !ok {
+			unauthorized(w, basicChallenge, "Authorization header received from the client is empty.")
+			return "", false
+		}
+		if check := s.passwordCheck(); check != nil && !check(u, pass) {
+			unauthorized(w, basicChallenge, "Error validating LDAP user")
+			return "", false
+		}
+		if u == "" {
+			unauthorized(w, basicChallenge, "Authorization header received from the client does not contain a user name.")
+			return "", false
+		}
+		user = u
 	}
 	v := s.signCookie(user)
-	hdr := authCookie + "=" + v + "; Max-Age=" + strconv.Itoa(cookieMaxAge) + "; HttpOnly"
+	hdr := authCookie + "=" + v + "; Max-Age=" + strconv.Itoa(int(s.cfg.CookieMaxAge/time.Second)) + "; HttpOnly"
 	if s.cfg.TLS != nil {
 		hdr += "; Secure"
 	}
@@ -163,8 +180,34 @@ func (s *Server) httpAuth(w http.ResponseWriter, r *http.Request) (string, bool)
 	return user, true
 }
 
-func unauthorized(w http.ResponseWriter, msg string) {
-	w.Header().Set("WWW-Authenticate", "Basic realm=\"hiveserver2\"")
+// negotiate is ThriftHttpServlet.doKerberosAuth: accept the token for
+// HTTP/<host>, else for the service principal, and return the client's
+// short name (getPrincipalWithoutRealmAndHost).
+func (s *Server) negotiate(r *http.Request) (string, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return "", errors.New("Authorization header received from the client is empty.")
+	}
+	b64 := strings.TrimSpace(strings.TrimPrefix(h, "Negotiate"))
+	if b64 == "" || b64 == h {
+		return "", errors.New("Authorization header received from the client does not contain any data.")
+	}
+	tok, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return "", fmt.Errorf("Kerberos authentication failed: bad base64 token: %v", err)
+	}
+	ctx, err := s.krb.accept(tok, httpPrincipals(s.cfg.KerberosPrincipal)...)
+	if err != nil {
+		return "", fmt.Errorf("Kerberos authentication failed: %v", err)
+	}
+	s.kerberosLogins.Add(1)
+	return shortName(ctx.client), nil
+}
+
+const basicChallenge = "Basic realm=\"hiveserver2\""
+
+func unauthorized(w http.ResponseWriter, challenge, msg string) {
+	w.Header().Set("WWW-Authenticate", challenge)
 	w.WriteHeader(http.StatusUnauthorized)
 	_, _ = io.WriteString(w, "Authentication Error: "+msg+"\n")
 }

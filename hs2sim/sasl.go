@@ -117,6 +117,7 @@ type framedTransport struct {
 	frame    bytes.Buffer // unread part of the current frame
 	out      []byte       // the reply being written, after 4 bytes for its length
 	maxFrame uint32
+	layer    *gssLayer // GSSAPI auth-int/auth-conf: every frame is a wrap token
 }
 
 var _ thrift.TRichTransport = (*framedTransport)(nil)
@@ -140,6 +141,14 @@ func (t *framedTransport) nextFrame() error {
 		// Grow as bytes arrive: a bogus length can't make us allocate it.
 		if _, err := io.CopyN(&t.frame, t.r, int64(n)); err != nil {
 			return thrift.NewTTransportExceptionFromError(err)
+		}
+		if t.layer != nil {
+			msg, err := t.layer.unwrap(t.frame.Bytes())
+			if err != nil {
+				return thrift.NewTTransportException(thrift.UNKNOWN_TRANSPORT_EXCEPTION, "hs2sim: sasl: "+err.Error())
+			}
+			t.frame.Reset()
+			t.frame.Write(msg)
 		}
 	}
 	return nil
@@ -194,8 +203,13 @@ func (t *framedTransport) RemainingBytes() uint64 { return uint64(t.frame.Len())
 
 func (t *framedTransport) Flush(ctx context.Context) error {
 	t.reserve()
-	binary.BigEndian.PutUint32(t.out, uint32(len(t.out)-4))
-	_, err := t.conn.Write(t.out)
+	var err error
+	if t.layer != nil {
+		err = t.flushWrapped()
+	} else {
+		binary.BigEndian.PutUint32(t.out, uint32(len(t.out)-4))
+		_, err = t.conn.Write(t.out)
+	}
 	// Keep the buffer for the next reply unless a huge one left it mostly
 	// idle.
 	if cap(t.out) > 32<<20 && len(t.out) < cap(t.out)/4 {
@@ -207,4 +221,17 @@ func (t *framedTransport) Flush(ctx context.Context) error {
 		return thrift.NewTTransportExceptionFromError(err)
 	}
 	return nil
+}
+
+// flushWrapped sends the reply as one wrap token, as Java's
+// TSaslTransport.flush does with a negotiated security layer.
+func (t *framedTransport) flushWrapped() error {
+	tok, err := t.layer.wrap(t.out[4:])
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 4, 4+len(tok))
+	binary.BigEndian.PutUint32(buf, uint32(len(tok)))
+	_, err = t.conn.Write(append(buf, tok...))
+	return err
 }

@@ -33,10 +33,24 @@ type Config struct {
 	Listen    string            // default "127.0.0.1:0"
 	Transport string            // "binary" (default) | "http"
 	HTTPPath  string            // default "cliservice"
-	Auth      string            // "none" (default) | "nosasl" | "ldap"
+	Auth      string            // "none" (default) | "nosasl" | "ldap" | "kerberos"
 	Users     map[string]string // ldap: user -> password
 	TLS       *tls.Config       // optional, on either transport
 	Version   string            // default "3.1.3"
+
+	// Kerberos (Auth "kerberos"): binary SASL GSSAPI, or over HTTP SPNEGO
+	// or a raw krb5 token for HTTP/<host> or the service principal.
+	KerberosPrincipal string        // hive/host@REALM: the service principal
+	KerberosKeytab    string        // keytab holding its keys (and HTTP/host's for SPNEGO)
+	SASLQOP           string        // binary: "auth" (default) | "auth-int" | "auth-conf"
+	ClockSkew         time.Duration // default krb5.conf's clockskew (KRB5_CONFIG), else 5m
+	NoAcceptorSubkey  bool          // AP-REP without an acceptor subkey (the JDK's default); else one, as MIT sends
+	// ProxyUsers are the short names allowed to impersonate others through
+	// hive.server2.proxy.user (hadoop.proxyuser.<name>.hosts/groups=*);
+	// "*" allows everyone. Checked with Kerberos only, as HS2 does.
+	ProxyUsers         []string
+	PublishedPrincipal string        // principal published in ZooKeeper; default KerberosPrincipal with _HOST for the host
+	CookieMaxAge       time.Duration // HTTP auth cookie Max-Age, default 24h
 
 	ZK               []string      // optional ZooKeeper registration
 	ZKNamespace      string        // default "hiveserver2"
@@ -52,10 +66,14 @@ type Config struct {
 
 // Stats are the server's counters.
 type Stats struct {
-	OpenSessions     int   `json:"open_sessions"`
-	OpenOperations   int   `json:"open_operations"`
-	OpenConnections  int   `json:"open_connections"`
-	SessionsOpened   int64 `json:"sessions_opened"`
+	OpenSessions    int   `json:"open_sessions"`
+	OpenOperations  int   `json:"open_operations"`
+	OpenConnections int   `json:"open_connections"`
+	SessionsOpened  int64 `json:"sessions_opened"`
+	// KerberosLogins counts accepted Kerberos AP-REQs (SASL GSSAPI or
+	// HTTP Negotiate); over HTTP a client that reuses the auth cookie logs
+	// in once per cookie lifetime.
+	KerberosLogins   int64 `json:"kerberos_logins"`
 	OperationsOpened int64 `json:"operations_opened"`
 	// OperationsCancelled counts operations CancelOperation moved to
 	// CANCELED_STATE.
@@ -77,9 +95,10 @@ type Server struct {
 	cancel context.CancelFunc
 	stop   <-chan struct{}
 	faults faults
-	active atomic.Bool // ha mode: accepting sessions
-	cookie []byte      // HMAC key for the HTTP auth cookie
-	reg    *registrar  // nil without ZooKeeper
+	active atomic.Bool  // ha mode: accepting sessions
+	cookie []byte       // HMAC key for the HTTP auth cookie
+	krb    *krbAcceptor // Auth "kerberos"
+	reg    *registrar   // nil without ZooKeeper
 
 	mu       sync.Mutex
 	host     string // dialable host: the listen host, loopback for a wildcard
@@ -98,6 +117,7 @@ type Server struct {
 	sessionsOpened      atomic.Int64
 	operationsOpened    atomic.Int64
 	operationsCancelled atomic.Int64
+	kerberosLogins      atomic.Int64
 
 	wg        sync.WaitGroup // listeners and connections
 	bg        sync.WaitGroup // background operations
@@ -140,12 +160,22 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	switch {
 	case cfg.Transport != "binary" && cfg.Transport != "http":
 		return nil, fmt.Errorf("hs2sim: unknown transport %q", cfg.Transport)
-	case cfg.Auth != "none" && cfg.Auth != "nosasl" && cfg.Auth != "ldap":
+	case cfg.Auth != "none" && cfg.Auth != "nosasl" && cfg.Auth != "ldap" && cfg.Auth != "kerberos":
 		return nil, fmt.Errorf("hs2sim: unknown auth %q", cfg.Auth)
 	case cfg.ZKMode != "plain" && cfg.ZKMode != "ha":
 		return nil, fmt.Errorf("hs2sim: unknown zk mode %q", cfg.ZKMode)
 	}
 
+	if cfg.CookieMaxAge == 0 {
+		cfg.CookieMaxAge = cookieMaxAge * time.Second
+	}
+	var krb *krbAcceptor
+	if cfg.Auth == "kerberos" {
+		var err error
+		if krb, err = newKrbAcceptor(&cfg); err != nil {
+			return nil, err
+		}
+	}
 	db, pin, cat, err := openSQLite(ctx, sampleTables)
 	if err != nil {
 		return nil, err
@@ -163,6 +193,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		sessions: map[[16]byte]*session{},
 		ops:      map[[16]byte]*operation{},
 		cookie:   newUUIDSlice(),
+		krb:      krb,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.stop = s.ctx.Done()
@@ -351,16 +382,26 @@ func (s *Server) serveBinary(tc *trackedConn) {
 	sock := thrift.NewTSocketFromConnConf(conn, s.tconf)
 	var trans thrift.TTransport
 	ci := connInfo{id: tc.id}
-	if s.cfg.Auth == "nosasl" {
+	wait := func() error {
+		if err := s.faults.gate(tc.ctx, s.stop); err != nil || s.isCrashed() {
+			return errors.New("hs2sim: abandoned")
+		}
+		return nil
+	}
+	switch s.cfg.Auth {
+	case "nosasl":
 		trans = thrift.NewTBufferedTransport(sock, 64<<10)
-	} else {
+	case "kerberos":
 		r := bufio.NewReaderSize(conn, 64<<10)
-		user, err := saslHandshake(r, conn, s.passwordCheck(), func() error {
-			if err := s.faults.gate(tc.ctx, s.stop); err != nil || s.isCrashed() {
-				return errors.New("hs2sim: abandoned")
-			}
-			return nil
-		})
+		principal, layer, err := s.gssapiHandshake(r, conn, wait)
+		if err != nil {
+			return
+		}
+		ci.user = shortName(principal)
+		trans = &framedTransport{sock: sock, conn: conn, r: r, maxFrame: maxMessage, layer: layer}
+	default:
+		r := bufio.NewReaderSize(conn, 64<<10)
+		user, err := saslHandshake(r, conn, s.passwordCheck(), wait)
 		if err != nil {
 			return
 		}
@@ -406,6 +447,7 @@ func (s *Server) Stats() Stats {
 		SessionsOpened:      s.sessionsOpened.Load(),
 		OperationsOpened:    s.operationsOpened.Load(),
 		OperationsCancelled: s.operationsCancelled.Load(),
+		KerberosLogins:      s.kerberosLogins.Load(),
 	}
 }
 

@@ -2,6 +2,7 @@ package hs2sim
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -22,8 +23,9 @@ const defaultFetchSize = "1000"
 
 // connInfo describes the transport a call arrived on.
 type connInfo struct {
-	id   uint64 // binary connection id; 0 for HTTP
-	user string // authenticated user (SASL PLAIN / HTTP), "" for NOSASL
+	id    uint64 // binary connection id; 0 for HTTP
+	user  string // authenticated user (SASL PLAIN / HTTP), "" for NOSASL
+	proxy string // HTTP: the doAs query parameter
 }
 
 type connKey struct{}
@@ -89,10 +91,21 @@ func (c *cliService) OpenSession(ctx context.Context, req *hiveserver.TOpenSessi
 			sess.conf[k] = v
 		}
 	}
-	// hive.server2.proxy.user: with user substitution allowed (HS2's
-	// default) the session runs as the proxy user.
-	if p := sess.conf["hive.server2.proxy.user"]; p != "" {
-		user = p
+	// hive.server2.proxy.user (or HTTP's doAs): with user substitution
+	// allowed (HS2's default) the session runs as the proxy user; with
+	// Kerberos the real user needs proxy-user rights.
+	proxy := ci.proxy
+	if p, ok := sess.conf["hive.server2.proxy.user"]; ok {
+		proxy = p
+	}
+	if proxy != "" {
+		if !c.s.mayImpersonate(user, proxy) {
+			resp.Status = (&hiveError{sqlState: "08S01", msg: fmt.Sprintf("Failed to validate proxy privilege of %s for %s", user, proxy),
+				frames: []string{"org.apache.hive.service.auth.HiveAuthFactory:verifyProxyAccess:HiveAuthFactory.java:402"},
+				cause:  "org.apache.hadoop.security.authorize.AuthorizationException:User: " + user + " is not allowed to impersonate " + proxy}).status()
+			return resp, nil
+		}
+		user = proxy
 	}
 	sess.user = user
 	if !c.s.addSession(sess) {
@@ -454,4 +467,19 @@ func patternOf(p *hiveserver.TPatternOrIdentifier) string {
 		return ""
 	}
 	return string(*p)
+}
+
+// mayImpersonate is HiveAuthFactory.verifyProxyAccess: with Kerberos, the
+// real user must be a configured proxy user (hadoop.proxyuser.<user>.*);
+// a user may always "impersonate" itself. Other modes substitute freely.
+func (s *Server) mayImpersonate(real, proxy string) bool {
+	if s.cfg.Auth != "kerberos" || strings.EqualFold(real, proxy) {
+		return true
+	}
+	for _, u := range s.cfg.ProxyUsers {
+		if u == "*" || u == real {
+			return true
+		}
+	}
+	return false
 }

@@ -2,6 +2,7 @@ package hs2sim
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,7 +30,9 @@ type registration struct {
 	port      int
 	transport string
 	httpPath  string
-	auth      string // NONE | NOSASL | LDAP
+	auth      string // NONE | NOSASL | LDAP | KERBEROS
+	principal string // KERBEROS: hive.server2.authentication.kerberos.principal
+	qop       string // hive.server2.thrift.sasl.qop
 	tls       bool
 	version   string
 	active    bool
@@ -52,6 +55,7 @@ func (s *Server) registration() registration {
 		servers: s.cfg.ZK, ns: s.cfg.ZKNamespace, ha: s.haMode(), digest: s.cfg.ZKDigest,
 		timeout: s.cfg.ZKSessionTimeout, host: host, port: s.port, transport: s.cfg.Transport,
 		httpPath: s.cfg.HTTPPath, auth: strings.ToUpper(s.cfg.Auth), tls: s.cfg.TLS != nil,
+		principal: s.cfg.PublishedPrincipal, qop: cmp.Or(s.cfg.SASLQOP, "auth"),
 		version: s.cfg.Version, active: s.active.Load(), uniqueID: uuidString(newUUIDSlice()), log: s.log,
 	}
 }
@@ -73,11 +77,16 @@ func (r registration) confs() [][2]string {
 			[2]string{"hive.server2.thrift.http.port", strconv.Itoa(r.port)},
 			[2]string{"hive.server2.thrift.bind.host", r.host})
 	} else {
-		c = append(c, [2]string{"hive.server2.thrift.sasl.qop", "auth"},
+		c = append(c, [2]string{"hive.server2.thrift.sasl.qop", r.qop},
 			[2]string{"hive.server2.thrift.bind.host", r.host},
 			[2]string{"hive.server2.thrift.port", strconv.Itoa(r.port)})
 	}
-	return append(c, [2]string{"hive.server2.use.SSL", strconv.FormatBool(r.tls)})
+	c = append(c, [2]string{"hive.server2.use.SSL", strconv.FormatBool(r.tls)})
+	if r.auth == "KERBEROS" {
+		// Its HashMap bucket comes after use.SSL's.
+		c = append(c, [2]string{"hive.server2.authentication.kerberos.principal", r.principal})
+	}
+	return c
 }
 
 // plainData is a plain-mode znode's data: the confs as k=v;k=v.
@@ -94,9 +103,14 @@ func (r registration) plainPrefix() string {
 	return "/" + r.ns + "/serverUri=" + r.uri() + ";version=" + r.version + ";sequence="
 }
 
-// haRoot is HS2ActivePassiveHARegistry's namespace: <ns>-unsecure (-sasl
-// with Kerberos, which the simulator doesn't do).
-func (r registration) haRoot() string { return "/" + r.ns + "-unsecure" }
+// haRoot is HS2ActivePassiveHARegistry's namespace: <ns>-sasl with
+// Kerberos, else <ns>-unsecure.
+func (r registration) haRoot() string {
+	if r.auth == "KERBEROS" {
+		return "/" + r.ns + "-sasl"
+	}
+	return "/" + r.ns + "-unsecure"
+}
 
 // haRecord is the Hadoop registry ServiceRecord JSON of an HA instance: an
 // internal endpoint named activeEndpoint or passiveEndpoint, and the

@@ -23,6 +23,7 @@ const (
 	KeyBindHost      = "hive.server2.thrift.bind.host"
 	KeyInstanceURI   = "hive.server2.instance.uri"
 	KeyPrincipal     = "hive.server2.authentication.kerberos.principal"
+	KeySASLQOP       = "hive.server2.thrift.sasl.qop"
 	// KeyUniqueID is the registry's instance id; the leader latch carries it.
 	KeyUniqueID = "registry.unique.id"
 )
@@ -225,6 +226,12 @@ func endpointFromData(kv map[string]string, host string, port int, addrWins bool
 	if ov.TLS != nil {
 		ep.TLS = *ov.TLS
 	}
+	if ep.Auth == hs2.AuthKerberos {
+		// The principal to build per host (hive/_HOST@REALM) and the QOP;
+		// the connector's settings win at dial time (hs2.Kerberos).
+		ep.Principal = kv[KeyPrincipal]
+		ep.SASLQOP = strings.ToLower(kv[KeySASLQOP])
+	}
 	return ep, nil
 }
 
@@ -246,7 +253,7 @@ func normalizeAuth(v string) hs2.Auth {
 			first = a
 		}
 		switch a {
-		case hs2.AuthNone, hs2.AuthNoSASL, hs2.AuthLDAP, hs2.AuthCustom:
+		case hs2.AuthNone, hs2.AuthNoSASL, hs2.AuthLDAP, hs2.AuthCustom, hs2.AuthKerberos:
 			return a
 		case "PAM":
 			return hs2.AuthLDAP
@@ -255,7 +262,7 @@ func normalizeAuth(v string) hs2.Auth {
 	if first == "" {
 		return hs2.AuthNone
 	}
-	return first // e.g. KERBEROS: discovered, and refused by the client
+	return first // e.g. SAML alone: discovered, and refused by the client
 }
 
 // serviceRecord is what we need from a Hadoop registry ServiceRecord as

@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -149,9 +151,12 @@ func TestEndpointFromData(t *testing.T) {
 			data: "hive.server2.thrift.bind.host=other;hive.server2.thrift.port=1;hive.server2.transport.mode=binary",
 			host: "g", port: 10500, addrWins: true,
 			want: hs2.Endpoint{Host: "g", Port: 10500, Transport: hs2.TransportBinary, Auth: hs2.AuthNone}},
-		{name: "kerberos kept for the client to refuse",
+		{name: "kerberos with its principal",
 			data: "hive.server2.thrift.bind.host=k;hive.server2.thrift.port=10000;hive.server2.authentication=KERBEROS;hive.server2.authentication.kerberos.principal=hive/_HOST@EXAMPLE.COM",
-			want: hs2.Endpoint{Host: "k", Port: 10000, Transport: hs2.TransportBinary, Auth: hs2.AuthKerberos}},
+			want: hs2.Endpoint{Host: "k", Port: 10000, Transport: hs2.TransportBinary, Auth: hs2.AuthKerberos, Principal: "hive/_HOST@EXAMPLE.COM"}},
+		{name: "kerberos with qop",
+			data: "hive.server2.thrift.bind.host=k;hive.server2.thrift.port=10000;hive.server2.authentication=KERBEROS;hive.server2.authentication.kerberos.principal=hive/_HOST@EXAMPLE.COM;hive.server2.thrift.sasl.qop=auth-conf",
+			want: hs2.Endpoint{Host: "k", Port: 10000, Transport: hs2.TransportBinary, Auth: hs2.AuthKerberos, Principal: "hive/_HOST@EXAMPLE.COM", SASLQOP: "auth-conf"}},
 		{name: "PAM speaks like LDAP",
 			data: "hive.server2.thrift.bind.host=p;hive.server2.thrift.port=10000;hive.server2.authentication=PAM",
 			want: hs2.Endpoint{Host: "p", Port: 10000, Transport: hs2.TransportBinary, Auth: hs2.AuthLDAP}},
@@ -265,5 +270,17 @@ func TestLatchAndInstanceNames(t *testing.T) {
 	}
 	if _, err := parseInstanceSeq("instance-"); err == nil {
 		t.Fatal("empty sequence accepted")
+	}
+}
+
+func TestZKRequiresSASL(t *testing.T) {
+	if !zkRequiresSASL(fmt.Errorf("children of /hs2: %w", errors.New("unknown error: -124"))) {
+		t.Error("SESSIONCLOSEDREQUIRESASLAUTH not recognised")
+	}
+	if zkRequiresSASL(errors.New("zk: not authenticated")) || zkRequiresSASL(nil) {
+		t.Error("other errors taken for a SASL requirement")
+	}
+	if !strings.Contains(errZKSASL.Error(), "world-readable") {
+		t.Error(errZKSASL)
 	}
 }

@@ -62,7 +62,7 @@ func TestHS2Prober(t *testing.T) {
 	}
 	s.Heal()
 
-	// Kerberos endpoints are discovered but cannot be probed (unsupported).
+	// A Kerberos endpoint cannot be probed without a Kerberos identity.
 	k := ep
 	k.Auth = hs2.AuthKerberos
 	if err := probeOnce(p, k); err == nil {

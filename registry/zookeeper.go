@@ -260,6 +260,9 @@ func (d *zkDiscovery) Run(ctx context.Context, update func([]Candidate)) error {
 		backoff  = 100 * time.Millisecond
 		retry    <-chan time.Time
 		lastSess int64
+		// saslRequired: the ensemble closes sessions that did not
+		// authenticate with SASL; the status keeps saying so.
+		saslRequired bool
 	)
 	for {
 		select {
@@ -270,7 +273,9 @@ func (d *zkDiscovery) Run(ctx context.Context, update func([]Candidate)) error {
 			retry = nil
 		}
 		if conn.State() != zk.StateHasSession {
-			d.set(func(s *Status) { s.Err = "disconnected from ZooKeeper " + strings.Join(servers, ",") })
+			if !saslRequired {
+				d.set(func(s *Status) { s.Err = "disconnected from ZooKeeper " + strings.Join(servers, ",") })
+			}
 			continue // the next StateHasSession event wakes us
 		}
 		if !authed {
@@ -292,13 +297,20 @@ func (d *zkDiscovery) Run(ctx context.Context, update func([]Candidate)) error {
 		}
 		if err := d.sync(conn, dirs, full, lost, dirty); err != nil {
 			ws.putBack(full, lost, dirty)
+			if zkRequiresSASL(err) {
+				if !saslRequired {
+					log.Error(errZKSASL.Error(), "servers", strings.Join(servers, ","))
+				}
+				saslRequired = true
+				err = errZKSASL
+			}
 			d.set(func(s *Status) { s.Err = "reading ZooKeeper: " + err.Error() })
 			log.Debug("zookeeper sync failed; will retry", "err", err)
 			retry = time.After(backoff)
 			backoff = min(backoff*2, 2*time.Second)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		backoff, saslRequired = 100*time.Millisecond, false
 		cands, skipped, problems := d.candidates(dirs)
 		d.set(func(s *Status) { s.Skipped, s.Problems, s.Err = skipped, problems, "" })
 		changed := !sent || !reflect.DeepEqual(cands, last)
@@ -313,6 +325,18 @@ func (d *zkDiscovery) Run(ctx context.Context, update func([]Candidate)) error {
 			update(cloneCandidates(cands))
 		}
 	}
+}
+
+// errZKSASL is an ensemble that demands SASL of every client.
+var errZKSASL = errors.New("ZooKeeper demands SASL (Kerberos) authentication from every client " +
+	"(enforce.auth.enabled/enforce.auth.schemes=sasl or sessionRequireClientSASLAuth), which hiveqd's ZooKeeper client " +
+	"(go-zookeeper) cannot do; HiveServer2's registrations, Kerberized ones included, are world-readable, " +
+	"so allow unauthenticated clients on the ensemble hiveqd reads (or give hiveqd an observer that does)")
+
+// zkRequiresSASL recognises ZooKeeper's SESSIONCLOSEDREQUIRESASLAUTH
+// (-124), which go-zookeeper does not name.
+func zkRequiresSASL(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "unknown error: -124")
 }
 
 // isConnErr reports errors that mean "lost the connection, the session

@@ -296,12 +296,12 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 
 // hs2Options are hiveqd's own credentials and client settings for one
 // connector's servers.
-func hs2Options(c config.Connector) (hs2.Options, error) {
+func hs2Options(c config.Connector, krb *hs2.Kerberos) (hs2.Options, error) {
 	pw, err := config.ReadSecret(c.PasswordFile)
 	if err != nil {
 		return hs2.Options{}, fmt.Errorf("connector %s: password_file: %w", c.Name, err)
 	}
-	o := hs2.Options{User: c.User, Password: pw}
+	o := hs2.Options{User: c.User, Password: pw, Kerberos: krb}
 	if c.HS2TLS.Enabled() || (c.TLS != nil && *c.TLS) {
 		tc, err := clientTLS(c.HS2TLS)
 		if err != nil {
@@ -354,8 +354,12 @@ func staticEndpoints(c config.Connector) ([]hs2.Endpoint, error) {
 func buildConnectors(cfg config.Config, obs *traffic.Observer, log *slog.Logger) ([]cluster.ConnectorConfig, map[string]query.Connector, error) {
 	var ccs []cluster.ConnectorConfig
 	engine := map[string]query.Connector{}
+	id, err := kerberosIdentity(cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, c := range cfg.Connectors {
-		opts, err := hs2Options(c)
+		opts, err := hs2Options(c, kerberosOptions(c, id))
 		if err != nil {
 			return nil, nil, err
 		}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need when it is missing: Debian's ZooKeeper and etcd
-# (real servers for the integration tests), a JRE for ZooKeeper, and the Go
+# (real servers for the integration tests), a JRE for ZooKeeper, MIT
+# Kerberos (KDC, kadmin.local, kinit, libkrb5-dev for cgo), and the Go
 # tools (buf, protoc plugins, grpcurl) into .tools/bin at pinned versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,13 @@ need_apt=()
 command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
 command -v tmux >/dev/null 2>&1 || need_apt+=(tmux) # the interactive sql test
 [ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
+# MIT Kerberos: a real KDC for the Kerberos tests (internal/testenv), and
+# libgssapi_krb5's headers for gohive's cgo Kerberos build (-tags kerberos).
+[ -x /usr/sbin/krb5kdc ] || need_apt+=(krb5-kdc)
+[ -x /usr/sbin/kadmin.local ] || need_apt+=(krb5-admin-server)
+[ -x /usr/bin/kinit ] || need_apt+=(krb5-user)
+[ -f /usr/include/gssapi/gssapi.h ] || need_apt+=(libkrb5-dev)
+command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
@@ -17,7 +25,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 # Debian starts the packaged services; the tests run their own on free ports.
-for svc in zookeeper etcd; do
+for svc in zookeeper etcd krb5-kdc krb5-admin-server; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi

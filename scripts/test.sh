@@ -33,3 +33,10 @@ tags=()
 [ "${CHAOS:-}" = "" ] || tags=(-tags chaos)
 echo "== go test -race ${pkgs[*]}"
 go test -race -count=1 -timeout 20m "${tags[@]}" "${pkgs[@]}"
+
+# Kerberos with third-party clients: gohive's cgo build over MIT's
+# libgssapi_krb5 (-tags kerberos) against the simulator and a real MIT KDC.
+if [ $# -eq 0 ]; then
+  echo "== go test -race -tags kerberos -run Kerberos ./hs2sim/..."
+  CGO_ENABLED=1 go test -race -count=1 -timeout 10m -tags kerberos -run Kerberos ./hs2sim/...
+fi

@@ -44,11 +44,19 @@ func run(args []string, stdout, stderr io.Writer) error {
 		tlsCert  = fs.String("tls-cert", "", "TLS certificate file (PEM); with --tls-key enables TLS")
 		tlsKey   = fs.String("tls-key", "", "TLS key file (PEM)")
 		logLevel = fs.String("log-level", "info", "debug|info|warn|error")
+		proxy    = fs.String("proxy-users", "*", "kerberos: short names allowed to impersonate through hive.server2.proxy.user or doAs (hadoop.proxyuser.<name>.*), comma-separated; * for all; empty for none")
+		subkey   = fs.Bool("kerberos-acceptor-subkey", true, "kerberos: send an acceptor subkey in the AP-REP (as MIT does; the JDK's default is false)")
 	)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:10000", "Thrift listen address (port 0: any free port)")
 	fs.StringVar(&cfg.Transport, "transport", "binary", "binary|http")
 	fs.StringVar(&cfg.HTTPPath, "http-path", "cliservice", "HTTP transport path")
-	fs.StringVar(&cfg.Auth, "auth", "none", "none (SASL PLAIN, any password)|nosasl|ldap (SASL PLAIN/Basic checked against --users)")
+	fs.StringVar(&cfg.Auth, "auth", "none", "none (SASL PLAIN, any password)|nosasl|ldap (SASL PLAIN/Basic checked against --users)|kerberos (SASL GSSAPI, HTTP SPNEGO)")
+	fs.StringVar(&cfg.KerberosPrincipal, "kerberos-principal", "", "kerberos: the service principal, hive/host@REALM")
+	fs.StringVar(&cfg.KerberosKeytab, "kerberos-keytab", "", "kerberos: keytab with the service principal's keys (and HTTP/host's for SPNEGO)")
+	fs.StringVar(&cfg.SASLQOP, "sasl-qop", "auth", "kerberos, binary: auth|auth-int|auth-conf (hive.server2.thrift.sasl.qop)")
+	fs.DurationVar(&cfg.ClockSkew, "kerberos-clock-skew", 0, "kerberos: allowed clock skew, also past a ticket's end (default: krb5.conf's clockskew from KRB5_CONFIG, else 5m)")
+	fs.StringVar(&cfg.PublishedPrincipal, "kerberos-published-principal", "", "kerberos: principal published in ZooKeeper (default: the service principal with _HOST)")
+	fs.DurationVar(&cfg.CookieMaxAge, "cookie-max-age", 24*time.Hour, "HTTP auth cookie Max-Age")
 	fs.StringVar(&cfg.Version, "version", "3.1.3", "Hive version reported and registered")
 	fs.StringVar(&cfg.ZKNamespace, "zk-namespace", "hiveserver2", "ZooKeeper namespace")
 	fs.StringVar(&cfg.ZKMode, "zk-mode", "plain", "plain (HS2 dynamic discovery)|ha (active/passive HA registry)")
@@ -65,6 +73,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg.NoAcceptorSubkey = !*subkey
+	if *proxy != "" {
+		cfg.ProxyUsers = strings.Split(*proxy, ",")
+	}
 	if *zkList != "" {
 		cfg.ZK = strings.Split(*zkList, ",")
 	}

@@ -1,8 +1,9 @@
-// Package testenv starts real ZooKeeper and etcd servers on free loopback
-// ports, and a fault-injecting TCP proxy, for integration tests, the chaos
-// suite and the bench command. Nothing here is mocked: ZooKeeper is Debian's
-// zookeeper package and etcd is Debian's etcd-server (the test command
-// installs both when missing).
+// Package testenv starts real ZooKeeper and etcd servers and an MIT Kerberos
+// KDC on free loopback ports, and a fault-injecting TCP proxy, for
+// integration tests, the chaos suite and the bench command. Nothing here is
+// mocked: ZooKeeper is Debian's zookeeper package, etcd is Debian's
+// etcd-server and the KDC is Debian's krb5-kdc with krb5-admin-server's
+// kadmin.local (the test command installs them when missing).
 package testenv
 
 import (
@@ -69,12 +70,20 @@ type process struct {
 }
 
 func startProcess(name string, args []string, logPath string) (*process, error) {
+	return startProcessEnv(name, args, logPath, nil)
+}
+
+// startProcessEnv is startProcess with extra environment variables.
+func startProcessEnv(name string, args []string, logPath string, env []string) (*process, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()

@@ -4,6 +4,9 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,5 +115,57 @@ func TestProxyModes(t *testing.T) {
 	defer c2.Close()
 	if err := roundTrip(c2, 5*time.Second); err != nil {
 		t.Fatalf("pass again: %v", err)
+	}
+}
+
+func TestKDC(t *testing.T) {
+	start := time.Now()
+	k := StartKDC(t, KDCOptions{Realm: "KDC.TEST", TicketLifetime: 30 * time.Second})
+	up := time.Since(start)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kt, err := k.NewPrincipal(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("KDC serving in %v; with a principal and its keytab in %v", up, time.Since(start))
+	if _, err := k.NewPrincipal(ctx, "alice"); err == nil {
+		t.Fatal("adding alice twice: no error")
+	}
+	if _, err := k.Keytab(ctx, "nobody"); err == nil {
+		t.Fatal("keytab for a missing principal: no error")
+	}
+	cc, err := k.Kinit(ctx, "alice", kt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	klist := exec.CommandContext(ctx, "klist", "-c", cc)
+	klist.Env = append(os.Environ(), k.Env(false)...)
+	out, err := klist.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "alice@KDC.TEST") || !strings.Contains(string(out), "krbtgt/KDC.TEST@KDC.TEST") {
+		t.Fatalf("klist: %v\n%s", err, out)
+	}
+	if !strings.Contains(tailFile(k.LogPath(), 4000), "AS_REQ") {
+		t.Fatalf("no AS_REQ in the KDC log")
+	}
+	if err := k.RandomizeKey(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Kinit(ctx, "alice", kt); err == nil {
+		t.Fatal("kinit with a stale keytab: no error")
+	}
+	k.Stop()
+	if _, err := k.Kinit(ctx, "alice", kt); err == nil {
+		t.Fatal("kinit with the KDC stopped: no error")
+	}
+	if err := k.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kt2, err := k.Keytab(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Kinit(ctx, "alice", kt2); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -125,6 +125,7 @@ type SimStats struct {
 	SessionsOpened      int64 `json:"sessions_opened"`
 	OperationsOpened    int64 `json:"operations_opened"`
 	OperationsCancelled int64 `json:"operations_cancelled"`
+	KerberosLogins      int64 `json:"kerberos_logins"`
 }
 
 // Stats reads the simulator's counters.
