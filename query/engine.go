@@ -286,16 +286,20 @@ func (e *Engine) release(r *run) {
 	close(r.done)
 }
 
-// Cancel cancels a running query by id and waits (until ctx ends) for it
-// to end; it returns the query's final state. A query that is not running
-// here is NotFound.
-func (e *Engine) Cancel(ctx context.Context, queryID string) (State, error) {
+// Cancel cancels a running query by id on behalf of by and waits (until
+// ctx ends) for it to end; it returns the query's final state. A query that
+// is not running here is NotFound; one that by neither started nor may
+// administer is PermissionDenied.
+func (e *Engine) Cancel(ctx context.Context, queryID string, by Caller) (State, error) {
 	e.mu.Lock()
 	r := e.running[queryID]
 	e.mu.Unlock()
 	if r == nil {
 		err := newError(NotFound, ReasonQueryNotFound, nil, "query %q is not running on this replica", queryID)
 		err.Metadata[MetaQueryID] = queryID
+		return StateUnspecified, err
+	}
+	if err := checkOwner(r, by); err != nil {
 		return StateUnspecified, err
 	}
 	r.cancel(errCancelRequested)

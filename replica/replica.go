@@ -165,6 +165,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			p, _ := authn.FromContext(ctx)
 			return p.Name
 		},
+		AdminFromContext: func(ctx context.Context) bool {
+			p, _ := authn.FromContext(ctx)
+			return p.Admin
+		},
 		Observe: service.Observers(mets.QueryObserver(), tr.QueryObserver()),
 	})
 	if err != nil {

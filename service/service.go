@@ -36,7 +36,11 @@ type Config struct {
 	// UserFromContext names the authenticated caller (for impersonation
 	// and per-user limits); nil: every caller is "".
 	UserFromContext func(context.Context) string
-	Logger          *slog.Logger
+	// AdminFromContext reports whether the caller is an admin, who may
+	// cancel any query; nil: nobody is. Others may cancel only the
+	// queries they started.
+	AdminFromContext func(context.Context) bool
+	Logger           *slog.Logger
 	// Observe, when set, follows every Execute call (metrics, tracing).
 	Observe ObserveFunc
 }
@@ -48,6 +52,7 @@ type Service struct {
 	engine *query.Engine
 	routes *routing.Table
 	user   func(context.Context) string
+	admin  func(context.Context) bool
 	log    *slog.Logger
 	health *health.Server
 	// observeFn is Config.Observe.
@@ -69,6 +74,7 @@ func New(cfg Config) (*Service, error) {
 		engine:  cfg.Engine,
 		routes:  cfg.Routes,
 		user:    cfg.UserFromContext,
+		admin:   cfg.AdminFromContext,
 		log:     cfg.Logger,
 		health:  health.NewServer(),
 		serving: true,
@@ -80,6 +86,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if s.user == nil {
 		s.user = func(context.Context) string { return "" }
+	}
+	if s.admin == nil {
+		s.admin = func(context.Context) bool { return false }
 	}
 	s.updateHealth()
 	s.wg.Add(1)
@@ -176,7 +185,8 @@ func (s *Service) Cancel(ctx context.Context, req *hiveqv1.CancelRequest) (*hive
 	if req.GetQueryId() == "" {
 		return nil, toStatus(&query.Error{Code: query.InvalidArgument, Reason: query.ReasonInvalidRequest, Message: "query_id is required", Metadata: map[string]string{query.MetaField: "query_id"}})
 	}
-	state, err := s.engine.Cancel(ctx, req.GetQueryId())
+	caller := query.Caller{User: s.user(ctx), Admin: s.admin(ctx)}
+	state, err := s.engine.Cancel(ctx, req.GetQueryId(), caller)
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -77,7 +77,15 @@ func testLogger() *slog.Logger {
 
 // newFixture serves QueryService over bufconn on an engine routed to s
 // (nil: no route yet).
-func newFixture(t testing.TB, s *hs2sim.Server, mod func(*query.Config)) *fixture {
+// fixtureSetup is what a fixtureOption may change before the server starts.
+type fixtureSetup struct {
+	svc        service.Config
+	serverOpts []grpc.ServerOption
+}
+
+type fixtureOption func(*fixtureSetup)
+
+func newFixture(t testing.TB, s *hs2sim.Server, mod func(*query.Config), opts ...fixtureOption) *fixture {
 	t.Helper()
 	f := &fixture{sim: s, table: routing.NewTable()}
 	if tt, ok := t.(*testing.T); ok {
@@ -101,13 +109,17 @@ func newFixture(t testing.TB, s *hs2sim.Server, mod func(*query.Config)) *fixtur
 		t.Fatal(err)
 	}
 	f.engine = eng
-	svc, err := service.New(service.Config{Engine: eng, Routes: f.table, Logger: testLogger()})
+	setup := fixtureSetup{svc: service.Config{Engine: eng, Routes: f.table, Logger: testLogger()}}
+	for _, o := range opts {
+		o(&setup)
+	}
+	svc, err := service.New(setup.svc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.svc = svc
 	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer(service.ServerOptions(testLogger())...)
+	gs := grpc.NewServer(append(service.ServerOptions(testLogger()), setup.serverOpts...)...)
 	svc.Register(gs)
 	var wg sync.WaitGroup
 	wg.Add(1)
