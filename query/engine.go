@@ -53,6 +53,9 @@ type Limits struct {
 	// MaxBatchRows bounds rows per emitted batch (it is also capped by the
 	// request's fetch size); default 10000.
 	MaxBatchRows int
+	// DefaultFetchSize is the FetchResults size of a request that names
+	// none (limits.default_fetch_size); default 10000.
+	DefaultFetchSize int
 	// MaxBatchBytes bounds the estimated encoded size of an emitted batch
 	// (default 1 MiB), far below gRPC's 4 MiB message limit.
 	MaxBatchBytes int
@@ -156,6 +159,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if l.MaxBatchRows <= 0 {
 		l.MaxBatchRows = hs2.MaxFetchRows
+	}
+	if l.DefaultFetchSize <= 0 || l.DefaultFetchSize > hs2.MaxFetchRows {
+		l.DefaultFetchSize = DefaultFetchSize
 	}
 	if l.MaxBatchBytes <= 0 {
 		l.MaxBatchBytes = DefaultMaxBatchBytes

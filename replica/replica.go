@@ -132,15 +132,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		DefaultConnector: cfg.DefaultConnector,
 		Connectors:       engineConnectors,
 		Reporter:         coord,
-		Limits: query.Limits{
-			MaxConcurrent:     cfg.Limits.MaxConcurrentQueries,
-			MaxPerUser:        cfg.Limits.MaxQueriesPerUser,
-			MaxStatementBytes: cfg.Limits.MaxStatementBytes,
-			MaxRowsPerQuery:   cfg.Limits.MaxRowsPerQuery,
-			MaxBatchBytes:     cfg.Limits.MaxBatchBytes,
-			MaxBatchRows:      cfg.Limits.DefaultFetchSize,
-		},
-		Logger: engineLog,
+		Limits:           engineLimits(cfg.Limits),
+		Logger:           engineLog,
 	})
 	if err != nil {
 		return err
@@ -428,4 +421,16 @@ func buildCoordinator(cfg config.Config, table *routing.Table, ccs []cluster.Con
 
 func clientTLS(f config.TLSFiles) (*tls.Config, error) {
 	return tlsutil.ClientConfig(f.CAFile, f.CertFile, f.KeyFile, f.ServerName)
+}
+
+// engineLimits maps the limits section onto the engine's limits.
+func engineLimits(l config.Limits) query.Limits {
+	return query.Limits{
+		MaxConcurrent:     l.MaxConcurrentQueries,
+		MaxPerUser:        l.MaxQueriesPerUser,
+		MaxStatementBytes: l.MaxStatementBytes,
+		MaxRowsPerQuery:   l.MaxRowsPerQuery,
+		MaxBatchBytes:     l.MaxBatchBytes,
+		DefaultFetchSize:  l.DefaultFetchSize,
+	}
 }

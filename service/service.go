@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	hiveqv1 "github.com/hiveqd/hiveqd/gen/hiveq/v1"
+	"github.com/hiveqd/hiveqd/hs2"
 	"github.com/hiveqd/hiveqd/query"
 	"github.com/hiveqd/hiveqd/routing"
 )
@@ -43,6 +44,10 @@ type Config struct {
 	Logger           *slog.Logger
 	// Observe, when set, follows every Execute call (metrics, tracing).
 	Observe ObserveFunc
+	// MaxMessageBytes is the largest response message sent; a result row
+	// larger than this fails the query with RESOURCE_EXHAUSTED. Default
+	// DefaultMaxMessageBytes, what gRPC clients accept by default.
+	MaxMessageBytes int
 }
 
 // Service implements hiveq.v1.QueryService and owns the health server.
@@ -57,6 +62,7 @@ type Service struct {
 	health *health.Server
 	// observeFn is Config.Observe.
 	observeFn ObserveFunc
+	maxMsg    int
 
 	mu      sync.Mutex
 	serving bool // the SetServing hook
@@ -81,6 +87,10 @@ func New(cfg Config) (*Service, error) {
 		stop:    make(chan struct{}),
 	}
 	s.observeFn = cfg.Observe
+	s.maxMsg = cfg.MaxMessageBytes
+	if s.maxMsg <= 0 {
+		s.maxMsg = DefaultMaxMessageBytes
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -169,10 +179,17 @@ func (s *Service) Execute(req *hiveqv1.ExecuteRequest, stream grpc.ServerStreami
 		MaxRows:   req.GetMaxRows(),
 		User:      s.user(ctx),
 	}
+	var schema hs2.Schema
 	emit, done := s.observe(ctx, req.GetConnector(), func(ev query.Event) error {
-		if ev.Kind == query.EventBatch {
+		switch ev.Kind {
+		case query.EventBatch:
+			if err := checkBatchSize(ev.Batch, schema, s.maxMsg); err != nil {
+				return err
+			}
 			// The codec encodes batches straight from hs2 (batchcodec.go).
 			return stream.SendMsg(&batchMsg{b: ev.Batch})
+		case query.EventSchema:
+			schema = ev.Schema
 		}
 		return stream.Send(toResponse(ev))
 	})
