@@ -106,8 +106,9 @@ type Status struct {
 
 // Syncer keeps one view in sync; Run drives it.
 type Syncer struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	log  *slog.Logger
+	kick chan struct{} // Resync requests
 
 	mu     sync.Mutex
 	status Status
@@ -119,7 +120,16 @@ func New(cfg Config) (*Syncer, error) {
 		return nil, errors.New("etcdsync: Client and Key are required")
 	}
 	cfg = cfg.withDefaults()
-	return &Syncer{cfg: cfg, log: cfg.Logger.With("etcd_key", cfg.Key)}, nil
+	return &Syncer{cfg: cfg, log: cfg.Logger.With("etcd_key", cfg.Key), kick: make(chan struct{}, 1)}, nil
+}
+
+// Resync asks Run to read the whole view again now (for example when the
+// caller has reason to distrust its connection); it does not block.
+func (s *Syncer) Resync() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Status reports the revision and the last confirmation; safe to call at
@@ -163,10 +173,7 @@ func (s *Syncer) Run(ctx context.Context, apply func(Update) error) error {
 				lvl = slog.LevelWarn
 			}
 			s.log.Log(ctx, lvl, "etcdsync: read failed, retrying", "err", err, "failures", failedReads)
-			select {
-			case <-ctx.Done():
-			case <-s.cfg.Clock.After(s.cfg.Backoff):
-			}
+			s.pause(ctx)
 			continue
 		}
 		failedReads = 0
@@ -185,13 +192,19 @@ func (s *Syncer) Run(ctx context.Context, apply func(Update) error) error {
 		if !errors.Is(err, rpctypes.ErrCompacted) && !errors.Is(err, errResync) {
 			// A failing etcd should not be hammered; a compaction is
 			// answered at once.
-			select {
-			case <-ctx.Done():
-			case <-s.cfg.Clock.After(s.cfg.Backoff):
-			}
+			s.pause(ctx)
 		}
 	}
 	return nil
+}
+
+// pause waits Backoff, or less if ctx ends or a Resync is asked for.
+func (s *Syncer) pause(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-s.kick:
+	case <-s.cfg.Clock.After(s.cfg.Backoff):
+	}
 }
 
 // read is the base: one linearizable Get, applied as a snapshot.
@@ -242,6 +255,8 @@ func (s *Syncer) watch(ctx context.Context, cli *clientv3.Client, rev int64, app
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-resync:
+			return errResync
+		case <-s.kick:
 			return errResync
 		case <-tick:
 			if asked {

@@ -252,3 +252,23 @@ func TestApplyErrorEndsRun(t *testing.T) {
 		t.Fatalf("Run = %v, want the apply error", err)
 	}
 }
+
+// Resync re-reads at once, and the caller gets a fresh snapshot.
+func TestResyncOnRequest(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	cli := newClient(t, e.Endpoints())
+	put(t, cli, "/k", "v")
+	v := &view{}
+	s := newSyncer(t, cli, "/k", false, time.Minute)
+	run(t, s, v.apply)
+	testenv.Eventually(t, 10*time.Second, func() error { return v.equals(map[string]string{"/k": "v"}) })
+	s.Resync()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if v.snaps < 2 || s.Status().Resyncs < 1 {
+			return fmt.Errorf("%d snapshots, %+v", v.snaps, s.Status())
+		}
+		return nil
+	})
+}
