@@ -2,7 +2,7 @@ package service_test
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -61,7 +61,7 @@ func TestCancelRequiresOwnerOrAdmin(t *testing.T) {
 	running := func(n int) {
 		testenv.Eventually(t, 10*time.Second, func() error {
 			if got := s.Stats().OpenOperations; got != n {
-				return errors.New("not running yet")
+				return fmt.Errorf("%d HS2 operations open, want %d", got, n)
 			}
 			return nil
 		})
@@ -83,6 +83,7 @@ func TestCancelRequiresOwnerOrAdmin(t *testing.T) {
 	}
 	errorInfo(t, (<-q1).err, codes.Canceled, query.ReasonCancelled)
 
+	running(0) // q1's HS2 operation is closed
 	q2 := startSlow("q-alice-2")
 	running(1)
 	if resp, err := cancelAs("tok-alice-0123456789", "q-alice-2"); err != nil || resp.State != hiveqv1.QueryState_QUERY_STATE_CANCELED {
