@@ -179,8 +179,43 @@ func registerFunctions() error {
 			}
 			return nil, nil
 		})
+		if registerErr != nil {
+			return
+		}
+		// repeat(str, n): Hive's string repetition; NULL in, NULL out.
+		registerErr = sqlite.RegisterDeterministicScalarFunction("repeat", 2, hiveRepeat)
 	})
 	return registerErr
+}
+
+// maxRepeatBytes bounds repeat()'s result: well past any gRPC message, well
+// under the simulator's memory.
+const maxRepeatBytes = 64 << 20
+
+func hiveRepeat(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+	if args[0] == nil || args[1] == nil {
+		return nil, nil
+	}
+	var str string
+	switch v := args[0].(type) {
+	case string:
+		str = v
+	case []byte:
+		str = string(v)
+	default:
+		str = fmt.Sprint(v)
+	}
+	n, ok := args[1].(int64)
+	if !ok {
+		return nil, fmt.Errorf("repeat(): the count must be an integer, not %T", args[1])
+	}
+	if n <= 0 || str == "" {
+		return "", nil
+	}
+	if int64(len(str))*n > maxRepeatBytes {
+		return nil, fmt.Errorf("repeat(): result over %d bytes", maxRepeatBytes)
+	}
+	return strings.Repeat(str, int(n)), nil
 }
 
 // attachConnector attaches the Hive databases to every new connection and

@@ -31,6 +31,8 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+
+	"github.com/hiveqd/hiveqd/etcdsync"
 )
 
 // Identity is the election value: who leads and where to reach it.
@@ -58,9 +60,6 @@ type Term struct {
 func (t Term) Fence() clientv3.Cmp {
 	return clientv3.Compare(clientv3.CreateRevision(t.Key), "=", t.Rev)
 }
-
-// ErrNoLeader is returned by Current when nobody leads.
-var ErrNoLeader = errors.New("no leader elected")
 
 // Clock is time as the lease guard sees it; tests may replace it.
 type Clock interface {
@@ -363,26 +362,50 @@ func (r *runner) confirm(ctx context.Context, t Term) error {
 	return nil
 }
 
-// watchKey cancels the term when our election key is deleted.
+// errKeyDeleted ends a term whose election key is gone.
+var errKeyDeleted = errors.New("election key deleted")
+
+// watchKey cancels the term when our election key is deleted. It reads the
+// key and watches from the next revision (never from the key's create
+// revision, which compaction passes in a long term), re-reading after any
+// compaction or watch failure, so a deletion is seen whatever happened to
+// the watch in between.
 func (r *runner) watchKey(ctx context.Context, t Term, cancel context.CancelCauseFunc) {
-	for ctx.Err() == nil {
-		wch := r.cli.Watch(clientv3.WithRequireLeader(ctx), t.Key, clientv3.WithRev(t.Rev))
-		for wr := range wch {
-			if wr.Err() != nil {
-				break
-			}
-			for _, ev := range wr.Events {
-				if ev.Type == clientv3.EventTypeDelete {
-					cancel(errors.New("election key deleted"))
-					return
-				}
+	s, err := etcdsync.New(etcdsync.Config{
+		Client:         func() *clientv3.Client { return r.cli },
+		Key:            t.Key,
+		RequestTimeout: r.cfg.RequestTimeout,
+		Backoff:        r.cfg.Backoff,
+		Clock:          r.cfg.Clock,
+		Logger:         r.log,
+	})
+	if err != nil {
+		cancel(err)
+		return
+	}
+	err = s.Run(ctx, func(u etcdsync.Update) error { return keyHeld(t, u) })
+	if err != nil {
+		cancel(err)
+	}
+}
+
+// keyHeld returns errKeyDeleted unless our election key, as created for
+// this term, is still there after u.
+func keyHeld(t Term, u etcdsync.Update) error {
+	if u.Snapshot {
+		for _, kv := range u.Kvs {
+			if string(kv.Key) == t.Key && kv.CreateRevision == t.Rev {
+				return nil
 			}
 		}
-		select {
-		case <-ctx.Done():
-		case <-r.cfg.Clock.After(r.cfg.Backoff):
+		return errKeyDeleted
+	}
+	for _, ev := range u.Events {
+		if ev.Type == clientv3.EventTypeDelete || ev.Kv.CreateRevision != t.Rev {
+			return errKeyDeleted
 		}
 	}
+	return nil
 }
 
 // errLeaseLost ends a term when the guard can no longer vouch for the lease.
@@ -437,19 +460,6 @@ func (r *runner) guard(ctx context.Context, lease clientv3.LeaseID, granted time
 	}
 }
 
-// Current returns the leader of the election at prefix.
-func Current(ctx context.Context, cli *clientv3.Client, prefix string) (Leader, error) {
-	resp, err := cli.Get(ctx, strings.TrimSuffix(prefix, "/")+"/", clientv3.WithFirstCreate()...)
-	if err != nil {
-		return Leader{}, err
-	}
-	if len(resp.Kvs) == 0 {
-		return Leader{}, ErrNoLeader
-	}
-	kv := resp.Kvs[0]
-	return ParseLeader(string(kv.Key), kv.Value, kv.CreateRevision)
-}
-
 // ParseLeader decodes an election key's value.
 func ParseLeader(key string, value []byte, createRev int64) (Leader, error) {
 	l := Leader{Key: key, Rev: createRev}
@@ -457,65 +467,4 @@ func ParseLeader(key string, value []byte, createRev int64) (Leader, error) {
 		return l, fmt.Errorf("election value at %s: %w", key, err)
 	}
 	return l, nil
-}
-
-// Observe sends the current leader (ok=false while there is none) now and
-// after every change, until ctx ends; then it closes the channel. It
-// survives etcd outages and compaction by re-reading.
-func Observe(ctx context.Context, cli *clientv3.Client, prefix string) <-chan Observation {
-	ch := make(chan Observation, 1)
-	pfx := strings.TrimSuffix(prefix, "/") + "/"
-	go func() {
-		defer close(ch)
-		var last Observation
-		first := true
-		send := func(o Observation) bool {
-			if !first && o == last {
-				return true
-			}
-			first, last = false, o
-			select {
-			case ch <- o:
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
-		for ctx.Err() == nil {
-			resp, err := cli.Get(ctx, pfx, clientv3.WithFirstCreate()...)
-			if err != nil {
-				select {
-				case <-ctx.Done():
-				case <-time.After(200 * time.Millisecond):
-				}
-				continue
-			}
-			o := Observation{}
-			if len(resp.Kvs) > 0 {
-				kv := resp.Kvs[0]
-				if l, err := ParseLeader(string(kv.Key), kv.Value, kv.CreateRevision); err == nil {
-					o = Observation{Leader: l, OK: true}
-				}
-			}
-			if !send(o) {
-				return
-			}
-			// Any change under the prefix may change the leader: re-read.
-			wctx, cancel := context.WithCancel(ctx)
-			wch := cli.Watch(clientv3.WithRequireLeader(wctx), pfx, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
-			for wr := range wch {
-				if wr.Err() != nil || len(wr.Events) > 0 {
-					break
-				}
-			}
-			cancel()
-		}
-	}()
-	return ch
-}
-
-// Observation is one Observe report.
-type Observation struct {
-	Leader Leader
-	OK     bool
 }

@@ -144,6 +144,20 @@ func newClient(t *testing.T, endpoints []string) *clientv3.Client {
 	return cli
 }
 
+// currentLeader is the election's leader as etcd's Election.Leader sees
+// it: the oldest key under the prefix.
+func currentLeader(ctx context.Context, cli *clientv3.Client) (leaderelect.Leader, error) {
+	resp, err := cli.Get(ctx, prefix+"/", clientv3.WithFirstCreate()...)
+	if err != nil {
+		return leaderelect.Leader{}, err
+	}
+	if len(resp.Kvs) == 0 {
+		return leaderelect.Leader{}, errors.New("no leader")
+	}
+	kv := resp.Kvs[0]
+	return leaderelect.ParseLeader(string(kv.Key), kv.Value, kv.CreateRevision)
+}
+
 func TestHandoverOnResign(t *testing.T) {
 	e := testenv.StartEtcd(t)
 	w := &world{t: t}
@@ -157,7 +171,7 @@ func TestHandoverOnResign(t *testing.T) {
 	cli := newClient(t, e.Endpoints())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	l, err := leaderelect.Current(ctx, cli, prefix)
+	l, err := currentLeader(ctx, cli)
 	if err != nil || l.ID != leader.id || l.Addr != leader.id+":9000" {
 		t.Fatalf("Current = %+v, %v; want %s", l, err, leader.id)
 	}
@@ -263,7 +277,7 @@ func TestLeaseLossBlackholeNoOverlap(t *testing.T) {
 	// A comes back as a follower and takes over when b resigns.
 	p.SetMode(testenv.Pass)
 	testenv.Eventually(t, 10*time.Second, func() error {
-		l, err := leaderelect.Current(ctx, cli, prefix)
+		l, err := currentLeader(ctx, cli)
 		if err != nil {
 			return err
 		}
@@ -311,38 +325,6 @@ func TestDeletedKeyEndsTerm(t *testing.T) {
 	}
 }
 
-func TestObserve(t *testing.T) {
-	e := testenv.StartEtcd(t)
-	cli := newClient(t, e.Endpoints())
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	obs := leaderelect.Observe(ctx, cli, prefix)
-	next := func() leaderelect.Observation {
-		select {
-		case o := <-obs:
-			return o
-		case <-time.After(10 * time.Second):
-			t.Fatal("no observation")
-		}
-		return leaderelect.Observation{}
-	}
-	if o := next(); o.OK {
-		t.Fatalf("leader before any campaign: %+v", o)
-	}
-	w := &world{t: t}
-	a := start(t, w, "a", e.Endpoints(), 5*time.Second, 0)
-	if o := next(); !o.OK || o.Leader.ID != "a" || o.Leader.Addr != "a:9000" {
-		t.Fatalf("observed %+v, want a", o)
-	}
-	a.stop()
-	if o := next(); o.OK {
-		t.Fatalf("observed %+v after a resigned", o)
-	}
-	cancel()
-	for range obs {
-	}
-}
-
 // Shutting down never hangs on an unreachable etcd, leader or follower.
 func TestShutdownWhileEtcdDown(t *testing.T) {
 	e := testenv.StartEtcd(t)
@@ -366,5 +348,45 @@ func TestShutdownWhileEtcdDown(t *testing.T) {
 		if d := time.Since(t0); d > 10*time.Second {
 			t.Errorf("%s took %v to stop", c.id, d)
 		}
+	}
+}
+
+// Issue 12.3: once compaction has passed the election key's create
+// revision, an interrupted key watch must still see the key deleted.
+func TestDeletedKeyAfterCompactionAndRestart(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	w := &world{t: t}
+	a := start(t, w, "a", e.Endpoints(), 10*time.Second, 0)
+	waitLeader(t, 10*time.Second, a)
+	_, term, termCtx := a.snapshot()
+	cli := newClient(t, e.Endpoints())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var rev int64
+	for i := range 5 {
+		r, err := cli.Put(ctx, "/hiveqd/test/x", fmt.Sprint(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev = r.Header.Revision
+	}
+	if _, err := cli.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if termCtx.Err() != nil {
+		t.Fatalf("term ended by the restart alone: %v", context.Cause(termCtx))
+	}
+	t0 := time.Now()
+	if _, err := cli.Delete(ctx, term.Key); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-termCtx.Done():
+		t.Logf("term ended %v after its key was deleted: %v", time.Since(t0), context.Cause(termCtx))
+	case <-time.After(time.Second):
+		t.Fatal("term still running 1s after its election key was deleted")
 	}
 }

@@ -53,6 +53,9 @@ type Limits struct {
 	// MaxBatchRows bounds rows per emitted batch (it is also capped by the
 	// request's fetch size); default 10000.
 	MaxBatchRows int
+	// DefaultFetchSize is the FetchResults size of a request that names
+	// none (limits.default_fetch_size); default 10000.
+	DefaultFetchSize int
 	// MaxBatchBytes bounds the estimated encoded size of an emitted batch
 	// (default 1 MiB), far below gRPC's 4 MiB message limit.
 	MaxBatchBytes int
@@ -158,6 +161,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if l.MaxBatchRows <= 0 {
 		l.MaxBatchRows = hs2.MaxFetchRows
+	}
+	if l.DefaultFetchSize <= 0 || l.DefaultFetchSize > hs2.MaxFetchRows {
+		l.DefaultFetchSize = DefaultFetchSize
 	}
 	if l.MaxBatchBytes <= 0 {
 		l.MaxBatchBytes = DefaultMaxBatchBytes
@@ -293,16 +299,20 @@ func (e *Engine) release(r *run) {
 	close(r.done)
 }
 
-// Cancel cancels a running query by id and waits (until ctx ends) for it
-// to end; it returns the query's final state. A query that is not running
-// here is NotFound.
-func (e *Engine) Cancel(ctx context.Context, queryID string) (State, error) {
+// Cancel cancels a running query by id on behalf of by and waits (until
+// ctx ends) for it to end; it returns the query's final state. A query that
+// is not running here is NotFound; one that by neither started nor may
+// administer is PermissionDenied.
+func (e *Engine) Cancel(ctx context.Context, queryID string, by Caller) (State, error) {
 	e.mu.Lock()
 	r := e.running[queryID]
 	e.mu.Unlock()
 	if r == nil {
 		err := newError(NotFound, ReasonQueryNotFound, nil, "query %q is not running on this replica", queryID)
 		err.Metadata[MetaQueryID] = queryID
+		return StateUnspecified, err
+	}
+	if err := checkOwner(r, by); err != nil {
 		return StateUnspecified, err
 	}
 	r.cancel(errCancelRequested)

@@ -557,7 +557,7 @@ func TestCancelWhileRunning(t *testing.T) {
 	wantCode(t, dup.err, query.InvalidArgument, query.ReasonQueryIDInUse)
 
 	start := time.Now()
-	st, err := e.engine.Cancel(ctx, "q-running")
+	st, err := e.engine.Cancel(ctx, "q-running", query.Caller{Admin: true})
 	if err != nil || st != query.StateCanceled {
 		t.Fatalf("Cancel: %v %v", st, err)
 	}
@@ -575,7 +575,7 @@ func TestCancelWhileRunning(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := e.engine.Cancel(ctx, "q-running"); err == nil {
+	if _, err := e.engine.Cancel(ctx, "q-running", query.Caller{Admin: true}); err == nil {
 		t.Fatal("Cancel of a finished query succeeded")
 	} else {
 		wantCode(t, err, query.NotFound, query.ReasonQueryNotFound)

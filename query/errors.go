@@ -25,9 +25,11 @@ const (
 	ResourceExhausted
 	// Failed is a statement HS2 accepted and then failed at run time.
 	Failed
+	// PermissionDenied: the caller may not act on what it named.
+	PermissionDenied
 )
 
-var codeNames = [...]string{"Internal", "InvalidArgument", "NotFound", "Unavailable", "Aborted", "Canceled", "DeadlineExceeded", "ResourceExhausted", "Failed"}
+var codeNames = [...]string{"Internal", "InvalidArgument", "NotFound", "Unavailable", "Aborted", "Canceled", "DeadlineExceeded", "ResourceExhausted", "Failed", "PermissionDenied"}
 
 func (c Code) String() string {
 	if c >= 0 && int(c) < len(codeNames) {

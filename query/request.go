@@ -22,7 +22,8 @@ type Request struct {
 	Database string
 	// Config is the session's hiveconf overlay.
 	Config map[string]string
-	// FetchSize is rows per FetchResults, 1..10000; 0 picks 10000.
+	// FetchSize is rows per FetchResults, 1..10000; 0 picks
+	// Limits.DefaultFetchSize.
 	FetchSize int
 	// MaxRows stops the stream after this many rows; 0 is no limit beyond
 	// Limits.MaxRowsPerQuery.
@@ -126,7 +127,7 @@ func (e *Engine) validate(req *Request) *Error {
 		return invalid("fetch_size", "fetch_size %d is outside 0..%d", req.FetchSize, hs2.MaxFetchRows)
 	}
 	if req.FetchSize == 0 {
-		req.FetchSize = DefaultFetchSize
+		req.FetchSize = e.limits.DefaultFetchSize
 	}
 	if req.MaxRows < 0 {
 		return invalid("max_rows", "max_rows %d is negative", req.MaxRows)

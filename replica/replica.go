@@ -143,16 +143,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		DefaultConnector: cfg.DefaultConnector,
 		Connectors:       engineConnectors,
 		Reporter:         coord,
-		Limits: query.Limits{
-			MaxConcurrent:     cfg.Limits.MaxConcurrentQueries,
-			MaxPerUser:        cfg.Limits.MaxQueriesPerUser,
-			MaxStatementBytes: cfg.Limits.MaxStatementBytes,
-			MaxRowsPerQuery:   cfg.Limits.MaxRowsPerQuery,
-			MaxBatchBytes:     cfg.Limits.MaxBatchBytes,
-			MaxBatchRows:      cfg.Limits.DefaultFetchSize,
-		},
-		Observe: query.Observers(mets.QueryObserver(), tr.QueryObserver()),
-		Logger:  engineLog,
+		Limits:           engineLimits(cfg.Limits),
+		Observe:          query.Observers(mets.QueryObserver(), tr.QueryObserver()),
+		Logger:           engineLog,
 	})
 	if err != nil {
 		return err
@@ -175,7 +168,13 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		p, _ := authn.FromContext(ctx)
 		return p.Name
 	}
-	svc, err := service.New(service.Config{Engine: engine, Logger: log, UserFromContext: userOf})
+	svc, err := service.New(service.Config{
+		Engine: engine, Logger: log, UserFromContext: userOf,
+		AdminFromContext: func(ctx context.Context) bool {
+			p, _ := authn.FromContext(ctx)
+			return p.Admin
+		},
+	})
 	if err != nil {
 		return err
 	}
@@ -467,4 +466,16 @@ func buildCoordinator(cfg config.Config, table *routing.Table, ccs []cluster.Con
 
 func clientTLS(f config.TLSFiles) (*tls.Config, error) {
 	return tlsutil.ClientConfig(f.CAFile, f.CertFile, f.KeyFile, f.ServerName)
+}
+
+// engineLimits maps the limits section onto the engine's limits.
+func engineLimits(l config.Limits) query.Limits {
+	return query.Limits{
+		MaxConcurrent:     l.MaxConcurrentQueries,
+		MaxPerUser:        l.MaxQueriesPerUser,
+		MaxStatementBytes: l.MaxStatementBytes,
+		MaxRowsPerQuery:   l.MaxRowsPerQuery,
+		MaxBatchBytes:     l.MaxBatchBytes,
+		DefaultFetchSize:  l.DefaultFetchSize,
+	}
 }

@@ -33,6 +33,8 @@ func grpcCode(c query.Code) codes.Code {
 		return codes.DeadlineExceeded
 	case query.ResourceExhausted:
 		return codes.ResourceExhausted
+	case query.PermissionDenied:
+		return codes.PermissionDenied
 	case query.Failed:
 		return codes.Unknown
 	}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	hiveqv1 "github.com/hiveqd/hiveqd/gen/hiveq/v1"
+	"github.com/hiveqd/hiveqd/hs2"
 	"github.com/hiveqd/hiveqd/query"
 )
 
@@ -21,7 +22,15 @@ type Config struct {
 	// UserFromContext names the authenticated caller (for impersonation
 	// and per-user limits); nil: every caller is "".
 	UserFromContext func(context.Context) string
-	Logger          *slog.Logger
+	// AdminFromContext reports whether the caller is an admin, who may
+	// cancel any query; nil: nobody is. Others may cancel only the
+	// queries they started.
+	AdminFromContext func(context.Context) bool
+	Logger           *slog.Logger
+	// MaxMessageBytes is the largest response message sent; a result row
+	// larger than this fails the query with RESOURCE_EXHAUSTED. Default
+	// DefaultMaxMessageBytes, what gRPC clients accept by default.
+	MaxMessageBytes int
 }
 
 // Service implements hiveq.v1.QueryService on the engine. The server it is
@@ -32,7 +41,9 @@ type Service struct {
 
 	engine *query.Engine
 	user   func(context.Context) string
+	admin  func(context.Context) bool
 	log    *slog.Logger
+	maxMsg int
 }
 
 // New returns a Service.
@@ -40,12 +51,18 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Engine == nil {
 		return nil, errors.New("service: Config.Engine is required")
 	}
-	s := &Service{engine: cfg.Engine, user: cfg.UserFromContext, log: cfg.Logger}
+	s := &Service{engine: cfg.Engine, user: cfg.UserFromContext, admin: cfg.AdminFromContext, log: cfg.Logger, maxMsg: cfg.MaxMessageBytes}
+	if s.maxMsg <= 0 {
+		s.maxMsg = DefaultMaxMessageBytes
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.user == nil {
 		s.user = func(context.Context) string { return "" }
+	}
+	if s.admin == nil {
+		s.admin = func(context.Context) bool { return false }
 	}
 	return s, nil
 }
@@ -69,10 +86,17 @@ func (s *Service) Execute(req *hiveqv1.ExecuteRequest, stream grpc.ServerStreami
 		User:      s.user(ctx),
 		Frontend:  query.FrontendHiveQ,
 	}
+	var schema hs2.Schema
 	err := s.engine.Execute(ctx, qreq, func(ev query.Event) error {
-		if ev.Kind == query.EventBatch {
+		switch ev.Kind {
+		case query.EventBatch:
+			if err := checkBatchSize(ev.Batch, schema, s.maxMsg); err != nil {
+				return err
+			}
 			// The codec encodes batches straight from hs2 (batchcodec.go).
 			return stream.SendMsg(&batchMsg{b: ev.Batch})
+		case query.EventSchema:
+			schema = ev.Schema
 		}
 		return stream.Send(toResponse(ev))
 	})
@@ -84,7 +108,8 @@ func (s *Service) Cancel(ctx context.Context, req *hiveqv1.CancelRequest) (*hive
 	if req.GetQueryId() == "" {
 		return nil, ToStatus(&query.Error{Code: query.InvalidArgument, Reason: query.ReasonInvalidRequest, Message: "query_id is required", Metadata: map[string]string{query.MetaField: "query_id"}})
 	}
-	state, err := s.engine.Cancel(ctx, req.GetQueryId())
+	caller := query.Caller{User: s.user(ctx), Admin: s.admin(ctx)}
+	state, err := s.engine.Cancel(ctx, req.GetQueryId(), caller)
 	if err != nil {
 		return nil, ToStatus(err)
 	}

@@ -80,7 +80,15 @@ func testLogger() *slog.Logger {
 
 // newFixture serves QueryService over bufconn on an engine routed to s
 // (nil: no route yet).
-func newFixture(t testing.TB, s *hs2sim.Server, mod func(*query.Config)) *fixture {
+// fixtureSetup is what a fixtureOption may change before the server starts.
+type fixtureSetup struct {
+	svc        service.Config
+	serverOpts []grpc.ServerOption
+}
+
+type fixtureOption func(*fixtureSetup)
+
+func newFixture(t testing.TB, s *hs2sim.Server, mod func(*query.Config), opts ...fixtureOption) *fixture {
 	t.Helper()
 	f := &fixture{sim: s, table: routing.NewTable()}
 	if tt, ok := t.(*testing.T); ok {
@@ -104,7 +112,11 @@ func newFixture(t testing.TB, s *hs2sim.Server, mod func(*query.Config)) *fixtur
 		t.Fatal(err)
 	}
 	f.engine = eng
-	svc, err := service.New(service.Config{Engine: eng, Logger: testLogger()})
+	setup := fixtureSetup{svc: service.Config{Engine: eng, Logger: testLogger()}}
+	for _, o := range opts {
+		o(&setup)
+	}
+	svc, err := service.New(setup.svc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,8 +124,8 @@ func newFixture(t testing.TB, s *hs2sim.Server, mod func(*query.Config)) *fixtur
 	f.health = service.NewHealth(service.HealthConfig{Routes: f.table, DefaultConnector: conn, Services: []string{service.QueryServiceName}})
 	lis := bufconn.Listen(1 << 20)
 	// The options replica.Run gives the hiveq.v1 server.
-	gs := grpc.NewServer(append(replica.ServerOptions(testLogger()),
-		service.ServerCodec(), grpc.InitialWindowSize(1<<20), grpc.InitialConnWindowSize(1<<20))...)
+	gs := grpc.NewServer(append(append(replica.ServerOptions(testLogger()),
+		service.ServerCodec(), grpc.InitialWindowSize(1<<20), grpc.InitialConnWindowSize(1<<20)), setup.serverOpts...)...)
 	svc.Register(gs)
 	f.health.Register(gs)
 	reflection.Register(gs)

@@ -1,0 +1,274 @@
+package etcdsync_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/hiveqd/hiveqd/etcdsync"
+	"github.com/hiveqd/hiveqd/internal/testenv"
+	"github.com/hiveqd/hiveqd/leaderelect"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func newClient(t *testing.T, endpoints []string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(leaderelect.ClientConfig(clientv3.Config{Endpoints: endpoints, Logger: zap.NewNop()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// view is a caller's map of key -> value, built only from Updates.
+type view struct {
+	mu    sync.Mutex
+	kv    map[string]string
+	snaps int
+}
+
+func (v *view) apply(u etcdsync.Update) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if u.Snapshot {
+		v.snaps++
+		v.kv = map[string]string{}
+		for _, kv := range u.Kvs {
+			v.kv[string(kv.Key)] = string(kv.Value)
+		}
+		return nil
+	}
+	for _, ev := range u.Events {
+		if ev.Type == clientv3.EventTypeDelete {
+			delete(v.kv, string(ev.Kv.Key))
+		} else {
+			v.kv[string(ev.Kv.Key)] = string(ev.Kv.Value)
+		}
+	}
+	return nil
+}
+
+func (v *view) equals(want map[string]string) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !maps.Equal(v.kv, want) {
+		return fmt.Errorf("view %v, want %v", v.kv, want)
+	}
+	return nil
+}
+
+// run starts s and returns a stop function that waits for Run to return.
+func run(t *testing.T, s *etcdsync.Syncer, apply func(etcdsync.Update) error) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, apply) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() { cancel(); err = <-done })
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+func newSyncer(t *testing.T, cli *clientv3.Client, key string, prefix bool, progress time.Duration) *etcdsync.Syncer {
+	t.Helper()
+	s, err := etcdsync.New(etcdsync.Config{
+		Client: func() *clientv3.Client { return cli }, Key: key, Prefix: prefix,
+		ProgressInterval: progress, Backoff: 50 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func put(t *testing.T, cli *clientv3.Client, k, v string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := cli.Put(ctx, k, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Header.Revision
+}
+
+func TestSnapshotThenEvents(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	cli := newClient(t, e.Endpoints())
+	put(t, cli, "/p/a", "1")
+	put(t, cli, "/q/outside", "x")
+	v := &view{}
+	s := newSyncer(t, cli, "/p/", true, time.Second)
+	stop := run(t, s, v.apply)
+	testenv.Eventually(t, 10*time.Second, func() error { return v.equals(map[string]string{"/p/a": "1"}) })
+	put(t, cli, "/p/b", "2")
+	put(t, cli, "/p/a", "3")
+	if _, err := cli.Delete(context.Background(), "/p/b"); err != nil {
+		t.Fatal(err)
+	}
+	rev := put(t, cli, "/p/c", "4")
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if st := s.Status(); st.Rev < rev {
+			return fmt.Errorf("rev %d < %d", st.Rev, rev)
+		}
+		return v.equals(map[string]string{"/p/a": "3", "/p/c": "4"})
+	})
+	if st := s.Status(); st.Resyncs != 0 || v.snaps != 1 {
+		t.Errorf("resynced without cause: %+v, %d snapshots", st, v.snaps)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// The watch resumes after an etcd restart from a revision compaction has
+// passed: the syncer must re-read, and see a deletion made afterwards.
+func TestCompactionRestartDeletion(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	cli := newClient(t, e.Endpoints())
+	put(t, cli, "/k", "v")
+	v := &view{}
+	s := newSyncer(t, cli, "/k", false, time.Second)
+	run(t, s, v.apply)
+	testenv.Eventually(t, 10*time.Second, func() error { return v.equals(map[string]string{"/k": "v"}) })
+	var rev int64
+	for i := range 5 {
+		rev = put(t, cli, "/other", fmt.Sprint(i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := cli.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Delete(ctx, "/k"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error { return v.equals(map[string]string{}) })
+	if s.Status().Resyncs == 0 {
+		t.Error("no resync after the compacted watch")
+	}
+	put(t, cli, "/k", "back")
+	testenv.Eventually(t, 10*time.Second, func() error { return v.equals(map[string]string{"/k": "back"}) })
+}
+
+// With nothing changing, progress notifications keep Confirmed current,
+// and a blackholed link lets it age until the link heals.
+func TestProgressConfirmsAndStalls(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	p, err := testenv.NewProxy(e.Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	cli := newClient(t, []string{p.Addr()})
+	direct := newClient(t, e.Endpoints())
+	v := &view{}
+	s := newSyncer(t, cli, "/k", false, 200*time.Millisecond)
+	run(t, s, v.apply)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if s.Status().Confirmed.IsZero() {
+			return errors.New("not synced")
+		}
+		return nil
+	})
+	first := s.Status().Confirmed
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if st := s.Status(); !st.Confirmed.After(first.Add(500 * time.Millisecond)) {
+			return fmt.Errorf("confirmed %v, first %v: no progress notifications", st.Confirmed, first)
+		}
+		return nil
+	})
+	if st := s.Status(); st.Resyncs != 0 {
+		t.Fatalf("idle watch resynced: %+v", st)
+	}
+
+	p.SetMode(testenv.Blackhole)
+	cut := time.Now()
+	put(t, direct, "/k", "while cut off")
+	// The view's age grows: that is what callers show as staleness.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if age := time.Since(s.Status().Confirmed); age < time.Second {
+			return fmt.Errorf("view confirmed %v ago", age)
+		}
+		return nil
+	})
+	if c := s.Status().Confirmed; !c.Before(cut.Add(300 * time.Millisecond)) {
+		t.Fatalf("confirmed at %v while blackholed since %v", c, cut)
+	}
+	p.SetMode(testenv.Pass)
+	healed := time.Now()
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if !s.Status().Confirmed.After(healed) {
+			return errors.New("not confirmed since the link healed")
+		}
+		return v.equals(map[string]string{"/k": "while cut off"})
+	})
+	t.Logf("converged %v after the link healed", time.Since(healed))
+}
+
+// An error from apply ends Run with that error.
+func TestApplyErrorEndsRun(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	cli := newClient(t, e.Endpoints())
+	s := newSyncer(t, cli, "/k", false, time.Second)
+	errStop := errors.New("stop")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Run(ctx, func(u etcdsync.Update) error {
+			if len(u.Events) > 0 {
+				return errStop
+			}
+			return nil
+		})
+	}()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if s.Status().Confirmed.IsZero() {
+			return errors.New("not synced")
+		}
+		return nil
+	})
+	put(t, cli, "/k", "x")
+	if err := <-done; !errors.Is(err, errStop) {
+		t.Fatalf("Run = %v, want the apply error", err)
+	}
+}
+
+// Resync re-reads at once, and the caller gets a fresh snapshot.
+func TestResyncOnRequest(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	cli := newClient(t, e.Endpoints())
+	put(t, cli, "/k", "v")
+	v := &view{}
+	s := newSyncer(t, cli, "/k", false, time.Minute)
+	run(t, s, v.apply)
+	testenv.Eventually(t, 10*time.Second, func() error { return v.equals(map[string]string{"/k": "v"}) })
+	s.Resync()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if v.snaps < 2 || s.Status().Resyncs < 1 {
+			return fmt.Errorf("%d snapshots, %+v", v.snaps, s.Status())
+		}
+		return nil
+	})
+}
