@@ -123,6 +123,7 @@ type SimStats struct {
 	OpenConnections  int64 `json:"open_connections"`
 	SessionsOpened   int64 `json:"sessions_opened"`
 	OperationsOpened int64 `json:"operations_opened"`
+	KerberosLogins   int64 `json:"kerberos_logins"`
 }
 
 // Stats reads the simulator's counters.
