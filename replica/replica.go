@@ -26,6 +26,7 @@ import (
 	"github.com/hiveqd/hiveqd/authn"
 	"github.com/hiveqd/hiveqd/cluster"
 	"github.com/hiveqd/hiveqd/config"
+	"github.com/hiveqd/hiveqd/console"
 	"github.com/hiveqd/hiveqd/hs2"
 	"github.com/hiveqd/hiveqd/metrics"
 	"github.com/hiveqd/hiveqd/query"
@@ -50,6 +51,9 @@ type Options struct {
 	// MetricsListener, when set, serves /metrics instead of listening on
 	// cfg.MetricsListen.
 	MetricsListener net.Listener
+	// AdminListener, when set, serves the web console instead of
+	// listening on cfg.AdminListen.
+	AdminListener net.Listener
 	// SpanExporter, when set, receives trace spans whatever
 	// cfg.Tracing.Exporter says (tests).
 	SpanExporter sdktrace.SpanExporter
@@ -122,6 +126,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if mets != nil {
 		table.OnSwitch(mets.OnSwitch)
 	}
+	history := console.NewHistory(1024, time.Hour, nil)
+	table.OnSwitch(history.Record)
 	coord, err := buildCoordinator(cfg, table, connectors, advertise, log)
 	if err != nil {
 		return err
@@ -181,21 +187,29 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	gs := grpc.NewServer(serverOpts...)
 	svc.Register(gs)
 	stopping := make(chan struct{})
-	service.NewCluster(service.ClusterConfig{
+	clusterSvc := service.NewCluster(service.ClusterConfig{
 		Stopping:    stopping,
 		Coordinator: coord,
 		ReplicaID:   cfg.ReplicaID,
 		DialLeader: func(ctx context.Context, addr string) (*grpc.ClientConn, error) {
 			return grpc.NewClient(addr, append(tr.DialOptions(), grpc.WithTransportCredentials(peerCreds))...)
 		},
-	}).Register(gs)
+	})
+	clusterSvc.Register(gs)
+	admin, err := newAdminServer(cfg, opts, consoleDeps{coord: coord, engine: engine, history: history, auth: auth,
+		tls: serverTLS, cluster: clusterSvc, log: log})
+	if err != nil {
+		svc.Close()
+		return err
+	}
+	defer admin.close()
 	mets.InitializeServer(gs)
 	mets.Watch(metrics.Sources{Engine: engine, Coordinator: coord})
 
 	coordCtx, stopCoord := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCoord()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -209,6 +223,15 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			errc <- fmt.Errorf("grpc: %w", err)
 		}
 	}()
+	if admin != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := admin.serve(); err != nil {
+				errc <- err
+			}
+		}()
+	}
 	var metricsSrv *http.Server
 	if mlis != nil {
 		metricsSrv = &http.Server{Handler: metricsMux(mets), ReadHeaderTimeout: 10 * time.Second}
@@ -250,6 +273,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		<-stopped
 	}
 	svc.Close()
+	admin.close()
 	stopMetrics(metricsSrv, log)
 	wg.Wait()
 	log.Info("hiveqd stopped")
