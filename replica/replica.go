@@ -109,7 +109,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	var mets *metrics.Metrics
 	if mlis != nil {
 		defer mlis.Close()
-		mets = metrics.New(metrics.Config{Connectors: connectorNames(cfg)})
+		mets = metrics.New(metrics.Config{Connectors: connectorNames(cfg), QueryLimit: cfg.Limits.MaxConcurrentQueries})
 	}
 	addr := lis.Addr().String()
 	advertise := cfg.AdvertiseAddr
