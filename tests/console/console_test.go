@@ -194,7 +194,7 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Skip("no node: scripts/install-deps.sh installs nodejs and npm")
 	}
 	if _, err := os.Stat("node_modules/playwright-core"); err != nil {
-		out, err := exec.Command("npm", "install", "--no-audit", "--no-fund", "--no-save", "playwright-core@1").CombinedOutput()
+		out, err := exec.Command("npm", "install", "--no-audit", "--no-fund", "--no-save", "playwright-core@1.65.2").CombinedOutput()
 		if err != nil {
 			t.Skipf("npm install playwright-core failed (no npm registry?): %v\n%s", err, out)
 		}
