@@ -38,7 +38,19 @@ try {
   const now = (await page.textContent('.connector .server')).trim();
   await page.locator('tr.change', { hasText: 'console test' }).first().waitFor({ timeout: 30000 });
   console.log(`updated live: ${server} -> ${now}`);
+  // The test started a slow query: it shows up live, with its rows moving.
+  const row = page.locator('tr.query', { hasText: 'synth.rows_10000000' });
+  await row.waitFor({ timeout: 30000 });
+  await page.waitForFunction(() => {
+    const td = document.querySelector('tr.query td:nth-child(5)');
+    return td && Number(td.textContent) > 0;
+  }, null, { timeout: 30000 });
+  console.log(`running query shown: ${(await row.innerText()).replace(/\s+/g, ' ')}`);
   await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
+  await row.locator('.cancel-button').click();
+  await page.locator('#message', { hasText: 'CANCELED' }).waitFor({ timeout: 30000 });
+  await page.locator('tr.query').first().waitFor({ state: 'detached', timeout: 30000 });
+  console.log(`cancelled: ${(await page.textContent('#message')).trim()}`);
   console.log('ok');
 } finally {
   await browser.close();

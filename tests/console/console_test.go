@@ -19,8 +19,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/hiveqd/hiveqd/config"
 	hiveqv1 "github.com/hiveqd/hiveqd/gen/hiveq/v1"
@@ -126,6 +128,37 @@ func failover(t *testing.T, addr, token string) error {
 	return err
 }
 
+// slowQuery streams a long result slowly as the admin; the channel gets
+// the stream's end.
+func slowQuery(t *testing.T, addr, token string) <-chan error {
+	done := make(chan error, 1)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	stream, err := hiveqv1.NewQueryServiceClient(conn).Execute(ctx, &hiveqv1.ExecuteRequest{
+		Statement: "SELECT * FROM synth.rows_10000000", FetchSize: 100,
+		Config: map[string]string{"hs2sim.rows_per_second": "1000"}})
+	if err != nil {
+		cancel()
+		conn.Close()
+		t.Fatal(err)
+	}
+	go func() {
+		defer conn.Close()
+		defer cancel()
+		for {
+			if _, err := stream.Recv(); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	return done
+}
+
 // TestConsoleHTTP checks authentication and CSRF without a browser.
 func TestConsoleHTTP(t *testing.T) {
 	e := start(t)
@@ -180,8 +213,9 @@ func TestConsoleHTTP(t *testing.T) {
 }
 
 // TestConsoleBrowser loads the page in headless Chromium: it refuses
-// without a token, shows the leader and the server after login, and
-// updates live when a failover happens through the gRPC API.
+// without a token, shows the leader and the server after login, updates
+// live when a failover happens through the gRPC API, shows a running
+// query, and the admin cancels it.
 func TestConsoleBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test: not in -short")
@@ -219,6 +253,7 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	sc := bufio.NewScanner(stdout)
 	var lines []string
+	var queryDone <-chan error
 	for sc.Scan() {
 		line := sc.Text()
 		lines = append(lines, line)
@@ -227,6 +262,7 @@ func TestConsoleBrowser(t *testing.T) {
 			if err := failover(t, e.grpcAddr, adminToken); err != nil {
 				t.Errorf("failover RPC: %v", err)
 			}
+			queryDone = slowQuery(t, e.grpcAddr, adminToken)
 			io.WriteString(stdin, "failed over\n")
 		}
 	}
@@ -235,6 +271,17 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	if len(lines) == 0 || lines[len(lines)-1] != "ok" {
 		t.Fatalf("browser script did not finish: %q", lines)
+	}
+	if queryDone == nil {
+		t.Fatal("no query was started")
+	}
+	select {
+	case err := <-queryDone:
+		if status.Code(err) != codes.Canceled {
+			t.Errorf("the query the console cancelled ended with %v, want CANCELLED", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("the query the console cancelled is still running")
 	}
 	t.Logf("screenshot: %s", shot)
 }
