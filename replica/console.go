@@ -65,7 +65,8 @@ func newAdminServer(cfg config.Config, opts Options, d consoleDeps) (*adminServe
 			return nil, fmt.Errorf("admin listen %s: %w", cfg.AdminListen, err)
 		}
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)} // refused handshakes are not errors
 	if d.tls != nil {
 		tc := d.tls.Clone()
 		tc.NextProtos = []string{"h2", "http/1.1"}

@@ -28,6 +28,7 @@ import (
 	hiveqv1 "github.com/hiveqd/hiveqd/gen/hiveq/v1"
 	"github.com/hiveqd/hiveqd/hs2sim"
 	"github.com/hiveqd/hiveqd/replica"
+	"github.com/hiveqd/hiveqd/tlsutil"
 )
 
 const (
@@ -40,7 +41,10 @@ type env struct {
 	servers              []string
 }
 
-func start(t *testing.T) env {
+func start(t *testing.T) env { return startWith(t, nil) }
+
+// startWith starts the replica; mod adjusts its config.
+func startWith(t *testing.T, mod func(*config.Config)) env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var servers []string
@@ -63,6 +67,9 @@ func start(t *testing.T) env {
 	cfg.Cluster = "console-test"
 	cfg.Security.AuthTokenFile = tokens
 	cfg.Connectors = []config.Connector{{Name: "hive", Discovery: "static", Static: servers}}
+	if mod != nil {
+		mod(&cfg)
+	}
 	cfg.Finish()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -83,11 +90,17 @@ func start(t *testing.T) env {
 			t.Errorf("replica: %v", err)
 		}
 	})
-	e := env{grpcAddr: lis.Addr().String(), consoleURL: "http://" + alis.Addr().String() + "/console/", servers: servers}
-	waitFor(t, 30*time.Second, "the console shows a server", func() bool {
-		body, code := get(t, e.consoleURL, "Bearer "+adminToken)
-		return code == 200 && (strings.Contains(body, servers[0]) || strings.Contains(body, servers[1]))
-	})
+	scheme := "http://"
+	if cfg.Security.TLSCert != "" {
+		scheme = "https://"
+	}
+	e := env{grpcAddr: lis.Addr().String(), consoleURL: scheme + alis.Addr().String() + "/console/", servers: servers}
+	if mod == nil {
+		waitFor(t, 30*time.Second, "the console shows a server", func() bool {
+			body, code := get(t, e.consoleURL, "Bearer "+adminToken)
+			return code == 200 && (strings.Contains(body, servers[0]) || strings.Contains(body, servers[1]))
+		})
+	}
 	return e
 }
 
@@ -126,6 +139,49 @@ func failover(t *testing.T, addr, token string) error {
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
 	_, err = hiveqv1.NewClusterServiceClient(conn).Failover(ctx, &hiveqv1.FailoverRequest{Connector: "hive", Reason: "console test"})
 	return err
+}
+
+// TestConsoleMTLS: with the gRPC port's TLS and client CA, the console is
+// HTTPS and a verified client certificate is the identity (admin when
+// listed in auth_admins); no certificate, or one from another CA, gets
+// nothing.
+func TestConsoleMTLS(t *testing.T) {
+	pki, err := tlsutil.GenerateTestPKI(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startWith(t, func(c *config.Config) {
+		c.Security = config.Security{TLSCert: pki.Server.CertFile, TLSKey: pki.Server.KeyFile, TLSClientCA: pki.CAFile, AuthAdmins: []string{"client"}}
+	})
+	client := func(kp *tlsutil.KeyPair) *http.Client {
+		tc, err := tlsutil.ClientConfig(pki.CAFile, "", "", "")
+		if kp != nil {
+			tc, err = tlsutil.ClientConfig(pki.CAFile, kp.CertFile, kp.KeyFile, "")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+	}
+	fetch := func(c *http.Client) (string, int, error) {
+		resp, err := c.Get(e.consoleURL)
+		if err != nil {
+			return "", 0, err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b), resp.StatusCode, nil
+	}
+	waitFor(t, 30*time.Second, "the console over mTLS shows a server", func() bool {
+		body, code, err := fetch(client(&pki.Client))
+		return err == nil && code == 200 && strings.Contains(body, e.servers[0]) && strings.Contains(body, "client (admin)")
+	})
+	for name, kp := range map[string]*tlsutil.KeyPair{"no certificate": nil, "untrusted CA": &pki.UntrustedClient} {
+		body, code, err := fetch(client(kp))
+		if err == nil && (code == 200 || strings.Contains(body, e.servers[0])) {
+			t.Errorf("%s: %d\n%s", name, code, body)
+		}
+	}
 }
 
 // slowQuery streams a long result slowly as the admin; the channel gets
