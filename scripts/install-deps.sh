@@ -55,5 +55,6 @@ PLAYWRIGHT=playwright-core@1.65.2
 if [ "$(cat tests/console/node_modules/.playwright.version 2>/dev/null)" != "$PLAYWRIGHT" ]; then
   echo "install-deps: npm install $PLAYWRIGHT (tests/console)"
   (cd tests/console && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --no-save "$PLAYWRIGHT" >/dev/null \
-    && echo "$PLAYWRIGHT" > node_modules/.playwright.version)
+    && echo "$PLAYWRIGHT" > node_modules/.playwright.version) \
+    || echo "install-deps: npm install $PLAYWRIGHT failed: the console's browser test will skip" >&2
 fi
