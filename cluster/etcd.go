@@ -180,6 +180,7 @@ type Node struct {
 	conns   map[string]ConnectorConfig
 
 	resync chan struct{} // asks the mirror to re-read everything
+	view   viewClock     // when the mirrored view was last confirmed
 	rep    reporter
 
 	mu         sync.Mutex
@@ -338,7 +339,10 @@ func (n *Node) mirror(ctx context.Context) {
 			continue
 		}
 		n.applySnapshot(resp.Kvs)
+		n.view.confirm(time.Now())
+		n.view.setFollowing(true)
 		n.follow(ctx, cli, resp.Header.Revision+1)
+		n.view.setFollowing(false)
 	}
 }
 
@@ -367,6 +371,7 @@ func (n *Node) follow(ctx context.Context, cli *clientv3.Client, rev int64) {
 				return
 			}
 			n.applyEvents(wr.Events)
+			n.view.confirm(time.Now())
 		}
 	}
 }
@@ -493,6 +498,7 @@ func (n *Node) health(ctx context.Context) {
 			}
 		} else {
 			failures = 0
+			n.view.confirmIfFollowing(time.Now())
 		}
 		n.mu.Lock()
 		was := n.etcdErr

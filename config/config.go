@@ -25,6 +25,9 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// MetricsListen serves Prometheus /metrics over HTTP; empty disables it.
 	MetricsListen string `yaml:"metrics_listen"`
+	// AdminListen serves the web console (/console/) over HTTP, with the
+	// gRPC port's TLS and authentication; empty disables it.
+	AdminListen string `yaml:"admin_listen"`
 	// ReplicaID names this replica; default: the host name.
 	ReplicaID string `yaml:"replica_id"`
 	// AdvertiseAddr is the gRPC address other replicas use to reach this
@@ -338,6 +341,7 @@ func (c *Config) Validate() error {
 	checkAddr("listen", c.Listen, true)
 	checkAddr("metrics_listen", c.MetricsListen, false)
 	checkAddr("flightsql.listen", c.FlightSQL.Listen, false)
+	checkAddr("admin_listen", c.AdminListen, false)
 	switch c.Coordination {
 	case "standalone":
 	case "etcd":

@@ -92,6 +92,7 @@ var Settings = []Setting{
 	{"listen", "gRPC listen address", str(func(c *Config, v string) { c.Listen = v })},
 	{"metrics-listen", "Prometheus /metrics HTTP address (empty: off)", str(func(c *Config, v string) { c.MetricsListen = v })},
 	{"flightsql-listen", "Arrow Flight SQL address (empty: off); same TLS and tokens as --listen", str(func(c *Config, v string) { c.FlightSQL.Listen = v })},
+	{"admin-listen", "web console HTTP(S) address, with the gRPC port's TLS and auth (empty: off)", str(func(c *Config, v string) { c.AdminListen = v })},
 	{"replica-id", "this replica's id (default: host name)", str(func(c *Config, v string) { c.ReplicaID = v })},
 	{"advertise-addr", "gRPC address other replicas reach this one at (default: --listen)", str(func(c *Config, v string) { c.AdvertiseAddr = v })},
 	{"cluster", "cluster name; scopes the etcd keys", str(func(c *Config, v string) { c.Cluster = v })},

@@ -43,6 +43,10 @@ type Config struct {
 	// Connectors are the configured connector names: their series exist
 	// from the start; any other name is labelled "unknown".
 	Connectors []string
+	// QueryLimit is the replica's limit of concurrent queries
+	// (limits.max_concurrent_queries), exported as hiveqd_queries_limit
+	// so that alerts can compare hiveqd_queries_running with it; 0: none.
+	QueryLimit int
 }
 
 // Metrics is one replica's registry and instruments. A nil *Metrics is
@@ -101,6 +105,12 @@ func New(cfg Config) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.grpc, m.queries, m.rows, m.bytes, m.hs2Latency, m.hs2Errors, m.failovers, m.state,
 	)
+	if cfg.QueryLimit > 0 {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "queries_limit",
+			Help: "The replica's limit of concurrent queries (limits.max_concurrent_queries); absent when unlimited.",
+		}, func() float64 { return float64(cfg.QueryLimit) }))
+	}
 	for _, c := range cfg.Connectors {
 		m.connectors[c] = true
 		// Series exist from the start, so that rate() and absent() work

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -15,6 +16,9 @@ type Engine interface {
 	PoolStats() hs2.PoolStats
 	Running() int
 }
+
+// viewConfirmer is a coordinator that mirrors a store (*cluster.Node).
+type viewConfirmer interface{ ViewConfirmedAt() time.Time }
 
 // Sources are read at each scrape; nil fields are skipped.
 type Sources struct {
@@ -37,6 +41,7 @@ var (
 	descEpoch          = desc("route_epoch", "Epoch of the connector's current route.", "connector")
 	descRouteAvailable = desc("route_available", "1 while the connector routes to a HiveServer2, 0 while none is available.", "connector")
 	descRouteInfo      = desc("route_info", "The HiveServer2 (host:port) the connector routes to; value 1.", "connector", "server")
+	descViewAge        = desc("view_age_seconds", "Seconds since this replica's view of the cluster (routes, leader) was last confirmed current by etcd; absent in standalone mode and before the first read.")
 	descCandidates     = desc("discovery_candidates", "Discovered HiveServer2 candidates by health, as the chooser last saw them.", "connector", "healthy")
 )
 
@@ -55,7 +60,7 @@ func (c *stateCollector) set(src Sources) {
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessionsOpen, descSessionsIdle, descSessionsInUse, descRunning,
-		descLeader, descReplicas, descCoordHealthy, descEpoch, descRouteAvailable, descRouteInfo, descCandidates} {
+		descLeader, descReplicas, descCoordHealthy, descEpoch, descRouteAvailable, descRouteInfo, descCandidates, descViewAge} {
 		ch <- d
 	}
 }
@@ -88,6 +93,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ok, _ := co.Health() // the reason is free text: logs and Topology carry it
 	ch <- gauge(descCoordHealthy, b2f(ok))
+	if vc, ok := co.(viewConfirmer); ok {
+		if at := vc.ViewConfirmedAt(); !at.IsZero() {
+			ch <- gauge(descViewAge, time.Since(at).Seconds())
+		}
+	}
 	t := co.Topology()
 	ch <- gauge(descLeader, b2f(t.Self.Leader))
 	ch <- gauge(descReplicas, float64(len(t.Replicas)))

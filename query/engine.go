@@ -128,6 +128,7 @@ type run struct {
 	done   chan struct{}
 	mu     sync.Mutex
 	state  State
+	info   runInfo // for Snapshot
 }
 
 func (r *run) setState(s State) {
@@ -244,13 +245,14 @@ func (e *Engine) execute(ctx context.Context, req Request, emit func(Event) erro
 		err.Metadata[MetaQueryID] = req.QueryID
 		return err
 	}
+	r.describe(req, connector, start)
 	q := &queryRun{
 		e:         e,
 		req:       req,
 		connector: connector,
 		cc:        cc,
 		start:     start,
-		emitFn:    emit,
+		emitFn:    r.observe(emit),
 		run:       r,
 		progress:  -1,
 		log:       e.log.With("query_id", req.QueryID, "connector", connector, "replica", e.cfg.ReplicaID),

@@ -27,6 +27,7 @@ import (
 	"github.com/hiveqd/hiveqd/authn"
 	"github.com/hiveqd/hiveqd/cluster"
 	"github.com/hiveqd/hiveqd/config"
+	"github.com/hiveqd/hiveqd/console"
 	"github.com/hiveqd/hiveqd/flightsql"
 	"github.com/hiveqd/hiveqd/hs2"
 	"github.com/hiveqd/hiveqd/metrics"
@@ -53,6 +54,9 @@ type Options struct {
 	// MetricsListener, when set, serves /metrics instead of listening on
 	// cfg.MetricsListen.
 	MetricsListener net.Listener
+	// AdminListener, when set, serves the web console instead of
+	// listening on cfg.AdminListen.
+	AdminListener net.Listener
 	// SpanExporter, when set, receives trace spans whatever
 	// cfg.Tracing.Exporter says (tests).
 	SpanExporter sdktrace.SpanExporter
@@ -113,7 +117,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	var mets *metrics.Metrics
 	if mlis != nil {
 		defer mlis.Close()
-		mets = metrics.New(metrics.Config{Connectors: connectorNames(cfg)})
+		mets = metrics.New(metrics.Config{Connectors: connectorNames(cfg), QueryLimit: cfg.Limits.MaxConcurrentQueries})
 	}
 	addr := lis.Addr().String()
 	advertise := cfg.AdvertiseAddr
@@ -133,6 +137,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if mets != nil {
 		table.OnSwitch(mets.OnSwitch)
 	}
+	history := console.NewHistory(1024, time.Hour, nil)
+	table.OnSwitch(history.Record)
 	coord, err := buildCoordinator(cfg, table, connectors, advertise, obs, log)
 	if err != nil {
 		return err
@@ -202,21 +208,28 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		return err
 	}
 	stopping := make(chan struct{})
-	service.NewCluster(service.ClusterConfig{
+	clusterSvc := service.NewCluster(service.ClusterConfig{
 		Stopping:    stopping,
 		Coordinator: coord,
 		ReplicaID:   cfg.ReplicaID,
 		DialLeader: func(ctx context.Context, addr string) (*grpc.ClientConn, error) {
 			return grpc.NewClient(addr, append(tr.DialOptions(), grpc.WithTransportCredentials(peerCreds))...)
 		},
-	}).Register(gs)
+	})
+	clusterSvc.Register(gs)
+	admin, err := newAdminServer(cfg, opts, consoleDeps{coord: coord, engine: engine, history: history, auth: auth,
+		tls: serverTLS, cluster: clusterSvc, log: log})
+	if err != nil {
+		return err
+	}
+	defer admin.close()
 	mets.InitializeServer(gs)
 	mets.Watch(metrics.Sources{Engine: engine, Coordinator: coord})
 
 	coordCtx, stopCoord := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCoord()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -236,6 +249,15 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		go func() {
 			defer wg.Done()
 			if err := fsql.serve(); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	if admin != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := admin.serve(); err != nil {
 				errc <- err
 			}
 		}()
@@ -287,6 +309,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		<-stopped
 	}
 	health.Close()
+	admin.close()
 	stopMetrics(metricsSrv, log)
 	wg.Wait()
 	log.Info("hiveqd stopped")
