@@ -29,6 +29,8 @@ type Request struct {
 	// User is the authenticated caller; with impersonation on it becomes
 	// hive.server2.proxy.user. It also keys Limits.MaxPerUser.
 	User string
+	// DisableRerun turns transparent re-runs off for this query (rerun.go).
+	DisableRerun bool
 }
 
 // Request bounds.
