@@ -251,7 +251,7 @@ func (l *Lease) Release(ctx context.Context) {
 		}
 	}
 	l.mu.Lock()
-	opDone = l.opDone
+	op, opDone = l.op, l.opDone // Execute may have returned after end
 	l.mu.Unlock()
 	if op != nil && !s.Broken() {
 		if !opDone {

@@ -61,6 +61,16 @@ func (f *faults) setHang() {
 	}
 }
 
+// resume ends a hang (Pause) and leaves the other faults.
+func (f *faults) resume() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.hang != nil {
+		close(f.hang)
+		f.hang = nil
+	}
+}
+
 // heal clears every fault; pacing is a setting, not a fault, and stays.
 func (f *faults) heal() {
 	f.mu.Lock()

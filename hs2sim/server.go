@@ -486,6 +486,14 @@ func (s *Server) Crash() {
 // answer until Heal.
 func (s *Server) Hang() { s.faults.setHang() }
 
+// Pause makes the server stop answering for d, then resume, like a long
+// JVM garbage-collection pause: connections stay open and are accepted,
+// calls in flight and new ones wait, and all of them complete afterwards.
+func (s *Server) Pause(d time.Duration) {
+	s.faults.setHang()
+	time.AfterFunc(d, s.faults.resume)
+}
+
 // SetSlow delays every call by d.
 func (s *Server) SetSlow(d time.Duration) {
 	s.faults.mu.Lock()

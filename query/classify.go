@@ -59,6 +59,11 @@ func (a *attempt) classify(err error) error {
 	if errors.As(err, &te) {
 		q.e.report.send(q.connector, q.epoch, q.server, err)
 		a.log.Warn("HiveServer2 transport failure", "accepted", a.accepted, "error", err)
+		if !a.accepted && te.Call == "ExecuteStatement" && !q.read {
+			// The statement was sent; HS2 may have run it. Only a read
+			// may run again.
+			return a.meta(newError(Aborted, ReasonHS2Lost, err, "the connection to HiveServer2 %s failed while it received the statement; it may have run: check before retrying", q.server))
+		}
 		if !a.accepted {
 			return &retryable{err: a.meta(newError(Unavailable, ReasonNoHS2, err, "HiveServer2 %s is unreachable", q.server))}
 		}
