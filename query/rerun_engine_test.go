@@ -12,6 +12,18 @@ import (
 	"github.com/hiveqd/hiveqd/query"
 )
 
+// quickPoll starts a simulator whose status long poll is short, so that a
+// running query reports RUNNING at once.
+func quickPoll(t *testing.T) *hs2sim.Server {
+	t.Helper()
+	s, err := hs2sim.Start(context.Background(), hs2sim.Config{Listen: "127.0.0.1:0", LongPoll: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // slowRead is a read that HS2 accepts at once and finishes after d.
 func slowRead(d time.Duration) query.Request {
 	return query.Request{Statement: "SELECT * FROM default.employees",
@@ -58,12 +70,12 @@ func runAll(e *env, ctx context.Context, n int, req query.Request, accepted *syn
 }
 
 func TestRerunReadsAfterCrash(t *testing.T) {
-	a, b := sim(t), sim(t)
+	a, b := quickPoll(t), sim(t)
 	e := newEnv(t, a, func(c *query.Config) { c.RetryWait = 10 * time.Second })
 	done := make(chan []*result, 1)
 	var accepted sync.WaitGroup
 	accepted.Add(5)
-	go func() { done <- runAll(e, ctxT(t, 60*time.Second), 5, slowRead(time.Second), &accepted) }()
+	go func() { done <- runAll(e, ctxT(t, 60*time.Second), 5, slowRead(3*time.Second), &accepted) }()
 	accepted.Wait()
 	a.Crash()
 	e.routeTo(b, false, true)
@@ -98,9 +110,9 @@ func TestRerunOptOut(t *testing.T) {
 		{"connector", func(c *query.Config) { c.Connectors = map[string]query.Connector{conn: {DisableRerun: true}} }, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, b := sim(t), sim(t)
+			a, b := quickPoll(t), sim(t)
 			e := newEnv(t, a, tc.mod)
-			req := slowRead(time.Second)
+			req := slowRead(3 * time.Second)
 			if tc.req != nil {
 				tc.req(&req)
 			}
@@ -125,7 +137,7 @@ func TestRerunOptOut(t *testing.T) {
 // A route lost while the session is still opening: nothing ran, so the
 // query runs on the new route.
 func TestRerunWhileSessionOpening(t *testing.T) {
-	a, b := sim(t), sim(t)
+	a, b := quickPoll(t), sim(t)
 	e := newEnv(t, a, func(c *query.Config) { c.RetryWait = 10 * time.Second })
 	a.Hang()
 	defer a.Heal()
@@ -157,12 +169,12 @@ func TestSlowAndPausedServerQueriesFinish(t *testing.T) {
 		{"pause", func(s *hs2sim.Server) { s.Pause(6 * time.Second) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, b := sim(t), sim(t)
+			a, b := quickPoll(t), sim(t)
 			e := newEnv(t, a, nil)
 			done := make(chan []*result, 1)
 			var accepted sync.WaitGroup
 			accepted.Add(3)
-			go func() { done <- runAll(e, ctxT(t, 90*time.Second), 3, slowRead(500*time.Millisecond), &accepted) }()
+			go func() { done <- runAll(e, ctxT(t, 90*time.Second), 3, slowRead(2*time.Second), &accepted) }()
 			accepted.Wait()
 			tc.fault(a)
 			e.route(b, false) // probes timed out: not dead
