@@ -328,6 +328,8 @@ func buildConnectors(cfg config.Config, log *slog.Logger) ([]cluster.ConnectorCo
 			IdleTimeout:   c.Pool.IdleTimeout,
 			ValidateAfter: c.Pool.ValidateAfter,
 			Impersonate:   c.Impersonation,
+			StallTimeout:  c.StallTimeout,
+			DisableRerun:  c.RerunReads != nil && !*c.RerunReads,
 		}
 		newDiscovery, err := discovery(c, log)
 		if err != nil {

@@ -159,6 +159,8 @@ func (s *Service) Execute(req *hiveqv1.ExecuteRequest, stream grpc.ServerStreami
 		FetchSize: int(req.GetFetchSize()),
 		MaxRows:   req.GetMaxRows(),
 		User:      s.user(ctx),
+		// Re-runs of reads that sent nothing (query/rerun.go).
+		DisableRerun: req.GetDisableRerun(),
 	}
 	emit, done := s.observe(ctx, req.GetConnector(), func(ev query.Event) error {
 		if ev.Kind == query.EventBatch {
