@@ -11,6 +11,7 @@ import (
 //
 //	POST /fault/crash | /fault/hang | /fault/heal
 //	POST /fault/slow?delay=200ms
+//	POST /fault/pause?for=5s (stop answering, then resume: a GC pause)
 //	POST /fault/fail?on=true
 //	POST /fault/deregister | /fault/register
 //	POST /fault/drop?rows=N
@@ -39,6 +40,14 @@ func (s *Server) ControlHandler() http.Handler {
 			return err
 		}
 		s.SetSlow(d)
+		return nil
+	})
+	post("/fault/pause", func(r *http.Request) error {
+		d, err := time.ParseDuration(r.URL.Query().Get("for"))
+		if err != nil {
+			return err
+		}
+		s.Pause(d)
 		return nil
 	})
 	post("/fault/fail", func(r *http.Request) error {
