@@ -152,6 +152,13 @@ type Connector struct {
 	Policy        string `yaml:"policy"` // oldest | random
 	Probe         Probe  `yaml:"probe"`
 	Pool          Pool   `yaml:"pool"`
+	// RerunReads runs a read again on the new server when its server is
+	// lost before it sent the client anything (default true).
+	RerunReads *bool `yaml:"rerun_reads"`
+	// StallTimeout ends a running query whose server does not answer one of
+	// its status polls or fetches within it (default 15s; more than HS2's
+	// 5s long poll, so that a GC pause does not kill queries).
+	StallTimeout time.Duration `yaml:"stall_timeout"`
 }
 
 // ZooKeeper is where HS2 registers.
@@ -267,6 +274,13 @@ func ConnectorDefaults(c *Connector) {
 	}
 	if c.Pool.MaxSessions == 0 {
 		c.Pool.MaxSessions = 256
+	}
+	if c.RerunReads == nil {
+		on := true
+		c.RerunReads = &on
+	}
+	if c.StallTimeout == 0 {
+		c.StallTimeout = 15 * time.Second
 	}
 	if c.Pool.MaxIdlePerKey == 0 {
 		c.Pool.MaxIdlePerKey = 16
@@ -421,6 +435,9 @@ func (c *Config) Validate() error {
 		}
 		if cn.Pool.MaxSessions < 1 {
 			bad(f+".pool.max_sessions", "must be at least 1")
+		}
+		if cn.StallTimeout < 6*time.Second {
+			bad(f+".stall_timeout", "%s is less than 6s: it must exceed HS2's 5s status long poll", cn.StallTimeout)
 		}
 	}
 	if c.DefaultConnector != "" && !seen[c.DefaultConnector] {

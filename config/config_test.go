@@ -36,6 +36,8 @@ log: {level: loud}`, []string{"listen:", "coordination:", "discovery:", "repeate
 		{"tracing ok", "connectors: [{name: hive, static: ['127.0.0.1:1']}]\ntracing: {exporter: otlp, endpoint: 'http://127.0.0.1:4317', sample_ratio: 0.25}", nil},
 		{"bad tracing", "connectors: [{name: hive, static: ['127.0.0.1:1']}]\ntracing: {exporter: jaeger, endpoint: '127.0.0.1:4317', sample_ratio: 2}",
 			[]string{"tracing.exporter", "tracing.endpoint", "tracing.sample_ratio"}},
+		{"re-run and stall settings", "connectors: [{name: hive, static: ['127.0.0.1:1'], rerun_reads: false, stall_timeout: 20s}]", nil},
+		{"stall bound below the long poll", "connectors: [{name: hive, static: ['127.0.0.1:1'], stall_timeout: 3s}]", []string{"stall_timeout"}},
 		{"etcd needs endpoints", "coordination: etcd\nconnectors: [{name: hive, static: ['127.0.0.1:1']}]", []string{"etcd.endpoints"}},
 	}
 	for _, tc := range tests {

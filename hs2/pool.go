@@ -162,7 +162,7 @@ func (p *Pool) Get(ctx context.Context, sc SessionConfig) (*Session, error) {
 
 // dial opens a session in a slot already counted in pending.
 func (p *Pool) dial(ctx context.Context, key string, sc SessionConfig) (*Session, error) {
-	s, err := Open(ctx, p.ep, p.cfg.Options, sc)
+	s, err := p.open(ctx, sc)
 	p.mu.Lock()
 	p.pending--
 	closed := p.closed
@@ -334,4 +334,19 @@ func (p *Pool) closeSessionsCtx(ctx context.Context, ss []*Session) {
 	p.pending -= len(ss)
 	p.signalLocked()
 	p.mu.Unlock()
+}
+
+// open is Open, observed as one "Connect" call when Options.Observe is set:
+// a refused or unanswered connection is evidence about the server too.
+func (p *Pool) open(ctx context.Context, sc SessionConfig) (*Session, error) {
+	obs := p.cfg.Options.Observe
+	if obs == nil {
+		return Open(ctx, p.ep, p.cfg.Options, sc)
+	}
+	done := obs(ctx, "Connect", p.ep.Addr())
+	s, err := Open(ctx, p.ep, p.cfg.Options, sc)
+	if done != nil {
+		done(err)
+	}
+	return s, err
 }

@@ -55,8 +55,7 @@ func (o Options) withDefaults() Options {
 		o.CallTimeout = defaultCallTimeout
 	}
 	if o.DialContext == nil {
-		var d net.Dialer
-		o.DialContext = d.DialContext
+		o.DialContext = defaultDial // keepalive, TCP_USER_TIMEOUT (dialer.go)
 	}
 	if o.Clock == nil {
 		o.Clock = realClock{}

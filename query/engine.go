@@ -41,6 +41,15 @@ type Connector struct {
 	// Impersonate runs each statement as the calling user
 	// (hive.server2.proxy.user); Options.User must be allowed to proxy.
 	Impersonate bool
+	// StallTimeout bounds each status poll, schema and fetch call of a
+	// running query: a call its server does not answer within it ends the
+	// query as lost (its server is hung). It must exceed HS2's status long
+	// poll (hive.server2.long.polling.timeout, 5s) by a margin that covers
+	// a JVM GC pause; default 15s.
+	StallTimeout time.Duration
+	// DisableRerun turns transparent re-runs off for the connector: a read
+	// whose server is lost before it sent anything then ends in error.
+	DisableRerun bool
 }
 
 // Limits bound what one replica and one query may use. Zero values take
@@ -71,7 +80,9 @@ type Config struct {
 	DefaultConnector string
 	Connectors       map[string]Connector
 	Reporter         Reporter // nil: failures are only logged
-	Limits           Limits
+	// Traffic is told about every HS2 call of every query (nil: none).
+	Traffic TrafficObserver
+	Limits  Limits
 	// RetryWait bounds the wait for a new route after a server failed
 	// before accepting a statement (default 2s).
 	RetryWait time.Duration
@@ -93,6 +104,7 @@ const (
 	DefaultMaxFetchBytes     = 16 << 20
 	DefaultRetryWait         = 2 * time.Second
 	DefaultCleanupTimeout    = 10 * time.Second
+	DefaultStallTimeout      = 15 * time.Second
 	// maxAttempts: the first try plus at most two retries on a new route.
 	maxAttempts = 3
 )
@@ -110,6 +122,7 @@ type Engine struct {
 	clock  hs2.Clock
 	log    *slog.Logger
 	pools  *poolSet
+	report *reports
 
 	bg sync.WaitGroup // releases of ended queries in flight
 
@@ -178,6 +191,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.CleanupTimeout <= 0 {
 		cfg.CleanupTimeout = DefaultCleanupTimeout
 	}
+	cfg.Connectors = observed(cfg.Connectors, cfg.Traffic)
 	e := &Engine{
 		cfg:     cfg,
 		limits:  l,
@@ -193,6 +207,7 @@ func New(cfg Config) (*Engine, error) {
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
+	e.report = newReports(cfg.Reporter, e.log)
 	cfg.Routes.OnSwitch(e.pools.onSwitch)
 	return e, nil
 }
@@ -212,7 +227,7 @@ func (e *Engine) PoolStats() hs2.PoolStats { return e.pools.stats() }
 
 // Execute runs req and calls emit with its events in order: Status
 // SUBMITTED (again if the statement is retried on a new server before HS2
-// accepted it), PENDING/RUNNING when HS2's state or progress change,
+// accepted it, or re-run there: see rerun.go), PENDING/RUNNING when HS2's state or progress change,
 // STREAMING, the Schema, Batches, and Status FINISHED. It returns nil after
 // FINISHED; otherwise an *Error, after a FAILED or CANCELED status when the
 // stream still took events. An error from emit ends the query. Cancelling
@@ -246,8 +261,12 @@ func (e *Engine) execute(ctx context.Context, req Request, emit func(Event) erro
 		return err
 	}
 	r.describe(req, connector, start)
+	if cc.StallTimeout <= 0 {
+		cc.StallTimeout = DefaultStallTimeout
+	}
 	q := &queryRun{
 		e:         e,
+		read:      req.Meta != nil || IsRead(req.Statement),
 		req:       req,
 		connector: connector,
 		cc:        cc,
@@ -365,6 +384,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.CleanupTimeout)
 	defer cancel()
 	e.pools.close(pctx)
+	e.report.close()
 	return nil
 }
 

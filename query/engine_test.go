@@ -118,8 +118,13 @@ func testLogger() *slog.Logger {
 
 // route points the connector at s (nil: no server) with the next epoch.
 func (e *env) route(s *hs2sim.Server, drain bool) uint64 {
+	return e.routeTo(s, drain, false)
+}
+
+// routeTo is route; dead says the previous server was found dead.
+func (e *env) routeTo(s *hs2sim.Server, drain, dead bool) uint64 {
 	ep := e.epoch.Add(1)
-	r := routing.Route{Connector: conn, Epoch: ep, Drain: drain, Reason: "test", ChosenAt: time.Now()}
+	r := routing.Route{Connector: conn, Epoch: ep, Drain: drain, PrevDead: dead, Reason: "test", ChosenAt: time.Now()}
 	if s != nil {
 		r.Endpoint = endpoint(s)
 	} else {
@@ -594,22 +599,25 @@ func TestDeadline(t *testing.T) {
 	checkClean(t, e, s)
 }
 
-func TestFailoverAbortsRunningQuery(t *testing.T) {
+func TestDeadServerAbortsStreamingQuery(t *testing.T) {
 	a, b := sim(t), sim(t)
 	e := newEnv(t, a, nil)
 	req := query.Request{Statement: "SELECT * FROM synth.rows_10000000", FetchSize: 1000,
 		Config: map[string]string{"hs2sim.rows_per_second": "20000"}}
-	res := e.run(ctxT(t, 30*time.Second), req, firstBatch(func() { e.route(b, false) }))
+	res := e.run(ctxT(t, 30*time.Second), req, firstBatch(func() { e.routeTo(b, false, true) }))
 	qe := wantCode(t, res.err, query.Aborted, query.ReasonHS2Lost)
 	md := qe.Metadata
 	if md[query.MetaServer] != a.Addr() || md[query.MetaEpoch] != "1" || md[query.MetaNewServer] != b.Addr() || md[query.MetaNewEpoch] != "2" {
 		t.Fatalf("metadata %v", md)
 	}
+	if md[query.MetaRowsDelivered] != strconv.FormatInt(res.rows(), 10) || res.rows() == 0 {
+		t.Fatalf("rows delivered %q, streamed %d", md[query.MetaRowsDelivered], res.rows())
+	}
 	want := fmt.Sprintf("HiveServer2 %s was replaced by %s at epoch 2; the query was lost: retry it", a.Addr(), b.Addr())
 	if qe.Message != want {
 		t.Fatalf("message %q, want %q", qe.Message, want)
 	}
-	if res.last().State != query.StateFailed {
+	if res.last().State != query.StateFailed || res.last().Reruns != 0 {
 		t.Fatalf("last %+v", res.last())
 	}
 	// The old server's pool was reset: no sessions stay there.
@@ -623,6 +631,23 @@ func TestFailoverAbortsRunningQuery(t *testing.T) {
 	res = e.run(ctxT(t, 30*time.Second), query.Request{Statement: "SELECT * FROM default.employees"}, nil)
 	if res.err != nil || res.last().Server != b.Addr() || res.last().Epoch != 2 {
 		t.Fatalf("after failover: %v %+v", res.err, res.last())
+	}
+	checkClean(t, e, a, b)
+}
+
+// A switch for any reason but a dead server (probe timeouts, a manual
+// failover) leaves the running query to finish where it runs.
+func TestFailoverLetsQueryFinish(t *testing.T) {
+	a, b := sim(t), sim(t)
+	e := newEnv(t, a, nil)
+	req := query.Request{Statement: "SELECT * FROM synth.rows_30000", FetchSize: 1000,
+		Config: map[string]string{"hs2sim.rows_per_second": "60000"}}
+	res := e.run(ctxT(t, 30*time.Second), req, firstBatch(func() { e.route(b, false) }))
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if n := checkSynth(t, res.batches()); n != 30000 || res.last().Server != a.Addr() {
+		t.Fatalf("%d rows, last %+v", n, res.last())
 	}
 	checkClean(t, e, a, b)
 }

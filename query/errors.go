@@ -70,6 +70,9 @@ const (
 	MetaQueryID   = "query_id"
 	MetaField     = "field"
 	MetaLimit     = "limit"
+	// MetaRowsDelivered is how many rows reached the client before its
+	// query was lost (HS2_LOST).
+	MetaRowsDelivered = "rows_delivered"
 )
 
 // Error is the one error type the engine returns. Message is meant for the

@@ -49,6 +49,9 @@ type Status struct {
 	Rows      int64   // rows streamed so far
 	Elapsed   time.Duration
 	Message   string // the error for FAILED, the reason for CANCELED
+	// Reruns counts the times the statement ran again on a new server
+	// because its server was lost before anything was sent (rerun.go).
+	Reruns int
 }
 
 // EventKind says which field of an Event is set.

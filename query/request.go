@@ -40,6 +40,8 @@ type Request struct {
 	// Meta, when set, runs an HS2 metadata call instead of Statement,
 	// with the same routing, pool, limits and life cycle.
 	Meta *hs2.MetaRequest
+	// DisableRerun turns transparent re-runs off for this query (rerun.go).
+	DisableRerun bool
 }
 
 // BatchLimits is how a front-end sizes its batches: at most MaxRows rows

@@ -46,7 +46,7 @@ func TestSnapshot(t *testing.T) {
 	if q.Elapsed <= 0 || q.Started.IsZero() {
 		t.Errorf("elapsed %v started %v", q.Elapsed, q.Started)
 	}
-	if _, err := e.engine.Cancel(ctx, "q-snap"); err != nil {
+	if _, err := e.engine.Cancel(ctx, "q-snap", query.Caller{Admin: true}); err != nil {
 		t.Fatal(err)
 	}
 	<-done

@@ -392,6 +392,8 @@ func buildConnectors(cfg config.Config, obs *traffic.Observer, log *slog.Logger)
 			IdleTimeout:   c.Pool.IdleTimeout,
 			ValidateAfter: c.Pool.ValidateAfter,
 			Impersonate:   c.Impersonation,
+			StallTimeout:  c.StallTimeout,
+			DisableRerun:  c.RerunReads != nil && !*c.RerunReads,
 		}
 		newDiscovery, err := discovery(c, log)
 		if err != nil {

@@ -38,6 +38,7 @@ func toStatusProto(s query.Status) *hiveqv1.QueryStatus {
 		Rows:      s.Rows,
 		Elapsed:   durationpb.New(s.Elapsed),
 		Message:   validUTF8(s.Message),
+		Reruns:    int32(s.Reruns),
 	}
 }
 

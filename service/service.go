@@ -85,6 +85,8 @@ func (s *Service) Execute(req *hiveqv1.ExecuteRequest, stream grpc.ServerStreami
 		MaxRows:   req.GetMaxRows(),
 		User:      s.user(ctx),
 		Frontend:  query.FrontendHiveQ,
+		// Re-runs of reads that sent nothing (query/rerun.go).
+		DisableRerun: req.GetDisableRerun(),
 	}
 	var schema hs2.Schema
 	err := s.engine.Execute(ctx, qreq, func(ev query.Event) error {

@@ -264,6 +264,12 @@ func (b *bench) replicated(ctx context.Context, zk *testenv.ZooKeeper, etcd *tes
 		if err := b.leaderStop(ctx, f, syscall.SIGTERM); err != nil {
 			return fmt.Errorf("run %d: leader SIGTERM: %w", i+1, err)
 		}
+		if err := b.gcPause(ctx, f, f.Clients); err != nil {
+			return fmt.Errorf("run %d: GC pause: %w", i+1, err)
+		}
+		if err := b.rerunKill(ctx, f, f.Clients); err != nil {
+			return fmt.Errorf("run %d: HS2 SIGKILL under reads: %w", i+1, err)
+		}
 	}
 	return nil
 }

@@ -327,3 +327,43 @@ func TestAbortedStreamNamesReplacement(t *testing.T) {
 		}
 	}
 }
+
+// Reads that have sent nothing survive a crash of their HS2: on a follower
+// replica, all five run again on the new server, each with a second
+// SUBMITTED naming it, and the final status counts the re-run.
+func TestCrashUnderReadsOnFollowerReruns(t *testing.T) {
+	e := start(t, setup{sims: 2})
+	route0, leader := e.agreed(20*time.Second, e.clients, nil)
+	follower := e.others(leader)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	const n = 5
+	var running sync.WaitGroup
+	running.Add(n)
+	results := make(chan harness.Result, n)
+	for range n {
+		go func() {
+			var once sync.Once
+			results <- follower.Execute(ctx, &hiveqv1.ExecuteRequest{Statement: "SELECT * FROM default.employees",
+				Config: map[string]string{"hs2sim.exec_delay_ms": "8000"}}, nil,
+				func(ev *hiveqv1.ExecuteResponse) {
+					if st := ev.GetStatus(); st != nil && st.GetState() == hiveqv1.QueryState_QUERY_STATE_RUNNING {
+						once.Do(running.Done)
+					}
+				})
+		}()
+	}
+	running.Wait() // HS2 accepted all five; no schema or row was sent
+	if err := e.sims[0].Fault(ctx, "crash"); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		r := <-results
+		if r.Err != nil {
+			t.Fatalf("read ended with %v", r.Err)
+		}
+		if r.Last.GetReruns() != 1 || r.Last.GetServer() != e.sims[1].Addr || r.Last.GetEpoch() <= route0.Epoch || r.Rows != 6 {
+			t.Fatalf("last status %v, %d rows", r.Last, r.Rows)
+		}
+	}
+}

@@ -171,7 +171,11 @@ type ExecuteRequest struct {
 	MaxRows int64 `protobuf:"varint,6,opt,name=max_rows,json=maxRows,proto3" json:"max_rows,omitempty"`
 	// Optional client-chosen query id (for Cancel before the first status);
 	// generated when empty.
-	QueryId       string `protobuf:"bytes,7,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
+	QueryId string `protobuf:"bytes,7,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
+	// Turns transparent re-runs off for this query: a read whose server is
+	// lost before it sent anything then ends in error instead of running
+	// again on the new route (see QueryStatus.reruns).
+	DisableRerun  bool `protobuf:"varint,8,opt,name=disable_rerun,json=disableRerun,proto3" json:"disable_rerun,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -253,6 +257,13 @@ func (x *ExecuteRequest) GetQueryId() string {
 		return x.QueryId
 	}
 	return ""
+}
+
+func (x *ExecuteRequest) GetDisableRerun() bool {
+	if x != nil {
+		return x.DisableRerun
+	}
+	return false
 }
 
 type ExecuteResponse struct {
@@ -370,7 +381,11 @@ type QueryStatus struct {
 	Rows    int64                `protobuf:"varint,8,opt,name=rows,proto3" json:"rows,omitempty"`
 	Elapsed *durationpb.Duration `protobuf:"bytes,9,opt,name=elapsed,proto3" json:"elapsed,omitempty"`
 	// A human-readable note: the error for FAILED, the reason for CANCELED.
-	Message       string `protobuf:"bytes,10,opt,name=message,proto3" json:"message,omitempty"`
+	Message string `protobuf:"bytes,10,opt,name=message,proto3" json:"message,omitempty"`
+	// How many times hiveqd ran the statement again on a new server because
+	// its server was lost before any schema or row reached the client (only
+	// reads are re-run; see ExecuteRequest.disable_rerun).
+	Reruns        int32 `protobuf:"varint,11,opt,name=reruns,proto3" json:"reruns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -473,6 +488,13 @@ func (x *QueryStatus) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *QueryStatus) GetReruns() int32 {
+	if x != nil {
+		return x.Reruns
+	}
+	return 0
 }
 
 type ResultSchema struct {
@@ -1177,7 +1199,7 @@ var File_hiveq_v1_query_proto protoreflect.FileDescriptor
 
 const file_hiveq_v1_query_proto_rawDesc = "" +
 	"\n" +
-	"\x14hiveq/v1/query.proto\x12\bhiveq.v1\x1a\x1egoogle/protobuf/duration.proto\"\xb6\x02\n" +
+	"\x14hiveq/v1/query.proto\x12\bhiveq.v1\x1a\x1egoogle/protobuf/duration.proto\"\xdb\x02\n" +
 	"\x0eExecuteRequest\x12\x1c\n" +
 	"\tstatement\x18\x01 \x01(\tR\tstatement\x12\x1c\n" +
 	"\tconnector\x18\x02 \x01(\tR\tconnector\x12\x1a\n" +
@@ -1186,7 +1208,8 @@ const file_hiveq_v1_query_proto_rawDesc = "" +
 	"\n" +
 	"fetch_size\x18\x05 \x01(\x05R\tfetchSize\x12\x19\n" +
 	"\bmax_rows\x18\x06 \x01(\x03R\amaxRows\x12\x19\n" +
-	"\bquery_id\x18\a \x01(\tR\aqueryId\x1a9\n" +
+	"\bquery_id\x18\a \x01(\tR\aqueryId\x12#\n" +
+	"\rdisable_rerun\x18\b \x01(\bR\fdisableRerun\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa9\x01\n" +
@@ -1194,7 +1217,7 @@ const file_hiveq_v1_query_proto_rawDesc = "" +
 	"\x06status\x18\x01 \x01(\v2\x15.hiveq.v1.QueryStatusH\x00R\x06status\x120\n" +
 	"\x06schema\x18\x02 \x01(\v2\x16.hiveq.v1.ResultSchemaH\x00R\x06schema\x12*\n" +
 	"\x05batch\x18\x03 \x01(\v2\x12.hiveq.v1.RowBatchH\x00R\x05batchB\a\n" +
-	"\x05event\"\xbe\x02\n" +
+	"\x05event\"\xd6\x02\n" +
 	"\vQueryStatus\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12*\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x14.hiveq.v1.QueryStateR\x05state\x12\x16\n" +
@@ -1207,7 +1230,8 @@ const file_hiveq_v1_query_proto_rawDesc = "" +
 	"\x04rows\x18\b \x01(\x03R\x04rows\x123\n" +
 	"\aelapsed\x18\t \x01(\v2\x19.google.protobuf.DurationR\aelapsed\x12\x18\n" +
 	"\amessage\x18\n" +
-	" \x01(\tR\amessage\"@\n" +
+	" \x01(\tR\amessage\x12\x16\n" +
+	"\x06reruns\x18\v \x01(\x05R\x06reruns\"@\n" +
 	"\fResultSchema\x120\n" +
 	"\acolumns\x18\x01 \x03(\v2\x16.hiveq.v1.ColumnSchemaR\acolumns\"\x96\x01\n" +
 	"\fColumnSchema\x12\x12\n" +
