@@ -84,11 +84,15 @@ type userEngine struct {
 	*query.Engine
 	mu    sync.Mutex
 	users []string
+	conf  map[string]string // when set, every request's HS2 session settings
 }
 
 func (e *userEngine) Execute(ctx context.Context, req query.Request, emit func(query.Event) error) error {
 	e.mu.Lock()
 	e.users = append(e.users, req.User)
+	if e.conf != nil {
+		req.Config = e.conf
+	}
 	e.mu.Unlock()
 	return e.Engine.Execute(ctx, req, emit)
 }
@@ -802,9 +806,58 @@ func TestFailoverMidStream(t *testing.T) {
 	}
 }
 
+// TestRerunBeforeFirstRow: HS2 accepted the read, then crashed before its
+// schema was known; the engine re-runs it on the new server and the Flight
+// SQL client never sees the failure.
 func TestRerunBeforeFirstRow(t *testing.T) {
-	t.Skip("transparent re-runs of reads that sent nothing come with branch fail-engine (query: re-run of reads); " +
-		"until it is merged, a read that sent nothing fails like one cut mid-stream")
+	a, err := hs2sim.Start(context.Background(), hs2sim.Config{Listen: "127.0.0.1:0", LongPoll: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	b := startSim(t)
+	f := newFixture(t, a, nil)
+	f.users.mu.Lock()
+	f.users.conf = map[string]string{"hs2sim.exec_delay_ms": "3000"}
+	f.users.mu.Unlock()
+	cl, ctx := f.client(t)
+	type result struct {
+		info *flight.FlightInfo
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		info, err := cl.Execute(ctx, "SELECT * FROM default.employees")
+		done <- result{info, err}
+	}()
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if n := a.Stats().OpenOperations; n < 1 {
+			return fmt.Errorf("%d operations on the first server", n)
+		}
+		return nil
+	})
+	a.Crash()
+	f.route(b, true) // the leader found a dead and chose b
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("a read that sent nothing failed instead of being re-run: %v", r.err)
+	}
+	rdr, err := cl.DoGet(ctx, r.info.Endpoint[0].Ticket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdr.Release()
+	rows := int64(0)
+	for rdr.Next() {
+		rows += rdr.RecordBatch().NumRows()
+	}
+	if err := rdr.Err(); err != nil || rows != 6 {
+		t.Fatalf("re-run read %d rows, err %v; want 6", rows, err)
+	}
+	if n := b.Stats().OperationsOpened; n < 1 {
+		t.Fatalf("the second server ran %d operations", n)
+	}
+	f.checkClean(t, b)
 }
 
 var _ = io.EOF
