@@ -436,7 +436,7 @@ func (c *Config) Validate() error {
 		if cn.Pool.MaxSessions < 1 {
 			bad(f+".pool.max_sessions", "must be at least 1")
 		}
-		if cn.StallTimeout < 6*time.Second {
+		if cn.StallTimeout != 0 && cn.StallTimeout < 6*time.Second { // 0: the default
 			bad(f+".stall_timeout", "%s is less than 6s: it must exceed HS2's 5s status long poll", cn.StallTimeout)
 		}
 	}
