@@ -26,6 +26,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/hiveqd/hiveqd/internal/clock"
 )
 
 // Clock is time as the syncer sees it; tests may replace it.
@@ -33,11 +35,6 @@ type Clock interface {
 	Now() time.Time
 	After(d time.Duration) <-chan time.Time
 }
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Config says what to sync and how.
 type Config struct {
@@ -74,7 +71,7 @@ func (c Config) withDefaults() Config {
 		c.ProgressInterval = 2 * time.Second
 	}
 	if c.Clock == nil {
-		c.Clock = realClock{}
+		c.Clock = clock.Real{}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

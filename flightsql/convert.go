@@ -99,6 +99,23 @@ func narrow[T int8 | int16 | float32, S int32 | float64](vals []S) *memory.Buffe
 	return fixed(out)
 }
 
+// parseEach parses the first n strings of v, which HS2 renders as text,
+// with parse; a NULL slot stays the zero value.
+func parseEach[T any](c column, v *hs2.Vector, n int, parse func(string) (T, error)) ([]T, error) {
+	out := make([]T, n)
+	for i, s := range v.Strings[:n] {
+		if v.IsNull(i) {
+			continue
+		}
+		x, err := parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("column %q: %w", c.field.Name, err)
+		}
+		out[i] = x
+	}
+	return out, nil
+}
+
 // array converts one vector of n rows.
 func (c column) array(v *hs2.Vector, n int) (arrow.Array, error) {
 	valid, nulls := validity(v.Nulls, n)
@@ -132,42 +149,21 @@ func (c column) array(v *hs2.Vector, n int) (arrow.Array, error) {
 		offsets, bytes := binaryBuffers(v.Bytes[:n])
 		data, extra = offsets, []*memory.Buffer{bytes}
 	case tDecimal:
-		out := make([]decimal128.Num, n)
-		for i, s := range v.Strings[:n] {
-			if v.IsNull(i) {
-				continue
-			}
-			d, err := parseDecimal(s, c.prec, c.scale)
-			if err != nil {
-				return nil, fmt.Errorf("column %q: %w", c.field.Name, err)
-			}
-			out[i] = d
+		out, err := parseEach(c, v, n, func(s string) (decimal128.Num, error) { return parseDecimal(s, c.prec, c.scale) })
+		if err != nil {
+			return nil, err
 		}
 		data = fixed(out)
 	case tDate:
-		out := make([]int32, n)
-		for i, s := range v.Strings[:n] {
-			if v.IsNull(i) {
-				continue
-			}
-			d, err := parseDate(s)
-			if err != nil {
-				return nil, fmt.Errorf("column %q: %w", c.field.Name, err)
-			}
-			out[i] = d
+		out, err := parseEach(c, v, n, parseDate)
+		if err != nil {
+			return nil, err
 		}
 		data = fixed(out)
 	case tTimestamp:
-		out := make([]int64, n)
-		for i, s := range v.Strings[:n] {
-			if v.IsNull(i) {
-				continue
-			}
-			t, err := parseTimestamp(s)
-			if err != nil {
-				return nil, fmt.Errorf("column %q: %w", c.field.Name, err)
-			}
-			out[i] = t
+		out, err := parseEach(c, v, n, parseTimestamp)
+		if err != nil {
+			return nil, err
 		}
 		data = fixed(out)
 	default:

@@ -15,6 +15,8 @@ import (
 
 	"github.com/apache/thrift/lib/go/thrift"
 	"github.com/beltran/gohive/hiveserver"
+
+	"github.com/hiveqd/hiveqd/internal/clock"
 )
 
 const (
@@ -36,11 +38,6 @@ type Clock interface {
 	After(d time.Duration) <-chan time.Time
 }
 
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
 func (o Options) withDefaults() Options {
 	if o.User == "" {
 		o.User = defaultUser
@@ -58,7 +55,7 @@ func (o Options) withDefaults() Options {
 		o.DialContext = defaultDial // keepalive, TCP_USER_TIMEOUT (dialer.go)
 	}
 	if o.Clock == nil {
-		o.Clock = realClock{}
+		o.Clock = clock.Real{}
 	}
 	return o
 }

@@ -33,6 +33,7 @@ import (
 	"google.golang.org/grpc/backoff"
 
 	"github.com/hiveqd/hiveqd/etcdsync"
+	"github.com/hiveqd/hiveqd/internal/clock"
 )
 
 // Identity is the election value: who leads and where to reach it.
@@ -66,11 +67,6 @@ type Clock interface {
 	Now() time.Time
 	After(d time.Duration) <-chan time.Time
 }
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Config configures Run.
 type Config struct {
@@ -114,7 +110,7 @@ func (c Config) withDefaults() Config {
 		c.Backoff = 500 * time.Millisecond
 	}
 	if c.Clock == nil {
-		c.Clock = realClock{}
+		c.Clock = clock.Real{}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

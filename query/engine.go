@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hiveqd/hiveqd/hs2"
+	"github.com/hiveqd/hiveqd/internal/clock"
 	"github.com/hiveqd/hiveqd/routing"
 )
 
@@ -156,11 +157,6 @@ func (r *run) getState() State {
 	return r.state
 }
 
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
 // New returns an Engine and subscribes it to cfg.Routes' switches.
 func New(cfg Config) (*Engine, error) {
 	if cfg.Routes == nil {
@@ -202,7 +198,7 @@ func New(cfg Config) (*Engine, error) {
 		perUser: map[string]int{},
 	}
 	if e.clock == nil {
-		e.clock = realClock{}
+		e.clock = clock.Real{}
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hiveqd/hiveqd/hs2"
+	"github.com/hiveqd/hiveqd/internal/clock"
 )
 
 // Clock is the selector's time source (the same shape as hs2.Clock); tests
@@ -17,11 +18,6 @@ type Clock interface {
 	Now() time.Time
 	After(d time.Duration) <-chan time.Time
 }
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Choice is the selector's decision for a connector.
 type Choice struct {
@@ -133,7 +129,7 @@ func NewSelector(cfg SelectorConfig) *Selector {
 	}
 	cfg.AnswerWindow = max(cfg.AnswerWindow, cfg.ProbeTimeout+cfg.ProbeInterval)
 	if cfg.Clock == nil {
-		cfg.Clock = realClock{}
+		cfg.Clock = clock.Real{}
 	}
 	log := cfg.Logger
 	if log == nil {
