@@ -40,8 +40,9 @@ func (n *Node) lead(ctx context.Context, lt leaderelect.Term) error {
 	for _, cc := range n.cfg.Connectors {
 		t.conns[cc.Name] = &connLeader{
 			n: n, cc: cc, lt: lt,
-			key:  n.keys.connector(cc.Name),
-			wake: make(chan struct{}, 1),
+			key:   n.keys.connector(cc.Name),
+			wake:  make(chan struct{}, 1),
+			ready: make(chan struct{}),
 		}
 	}
 	n.mu.Lock()
@@ -85,6 +86,11 @@ type connLeader struct {
 	key string
 
 	wake chan struct{}
+	// ready is closed once the route is loaded and a selector is set: only
+	// then can a failure report be judged and passed on, so reports are
+	// not consumed before.
+	ready     chan struct{}
+	readyOnce sync.Once
 
 	mu        sync.Mutex
 	loaded    bool
@@ -191,6 +197,7 @@ func (c *connLeader) runSelector(ctx context.Context) {
 			initial = &ep
 		}
 		c.mu.Unlock()
+		c.readyOnce.Do(func() { close(c.ready) })
 		err := sel.Run(ctx, initial, c.onChoice)
 		if ctx.Err() != nil {
 			return
@@ -329,8 +336,17 @@ func (c *connLeader) report(d reportDoc, from string) {
 	sel.Report(d.Server)
 }
 
-// watchReports feeds failure reports to the connectors' selectors.
+// watchReports feeds failure reports to the connectors' selectors. It
+// starts once every connector is ready, so that no report is marked seen
+// before it can be acted on.
 func (n *Node) watchReports(ctx context.Context, t *term) {
+	for _, c := range t.conns {
+		select {
+		case <-c.ready:
+		case <-ctx.Done():
+			return
+		}
+	}
 	seen := map[string]int64{} // key -> ModRevision handled
 	handle := func(key string, value []byte, modRev int64) {
 		if seen[key] == modRev {
