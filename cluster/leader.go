@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/hiveqd/hiveqd/etcdsync"
 	"github.com/hiveqd/hiveqd/hs2"
 	"github.com/hiveqd/hiveqd/leaderelect"
 	"github.com/hiveqd/hiveqd/registry"
@@ -365,42 +366,36 @@ func (n *Node) watchReports(ctx context.Context, t *term) {
 		}
 		c.report(d, from)
 	}
-	for ctx.Err() == nil {
-		cli := n.etcd()
-		gctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
-		resp, err := cli.Get(gctx, n.keys.reports(), clientv3.WithPrefix())
-		cancel()
-		if err != nil {
-			sleep(ctx, n.cfg.Backoff)
-			continue
-		}
-		for _, kv := range resp.Kvs {
-			handle(string(kv.Key), kv.Value, kv.ModRevision)
-		}
-		wctx, wcancel := context.WithCancel(ctx)
-		wch := cli.Watch(clientv3.WithRequireLeader(wctx), n.keys.reports(), clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
-		resync := time.After(n.cfg.ResyncInterval)
-	watch:
-		for {
-			var wr clientv3.WatchResponse
-			var ok bool
-			select {
-			case wr, ok = <-wch:
-			case <-resync:
-				break watch
+	s, err := n.newSyncer(n.keys.reports())
+	if err != nil {
+		n.log.Error("cluster: report watch", "err", err)
+		return
+	}
+	err = s.Run(ctx, func(u etcdsync.Update) error {
+		if u.Snapshot {
+			present := make(map[string]bool, len(u.Kvs))
+			for _, kv := range u.Kvs {
+				present[string(kv.Key)] = true
+				handle(string(kv.Key), kv.Value, kv.ModRevision)
 			}
-			if !ok || wr.Err() != nil {
-				break watch
-			}
-			for _, ev := range wr.Events {
-				if ev.Type == clientv3.EventTypePut {
-					handle(string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision)
-				} else {
-					delete(seen, string(ev.Kv.Key))
+			for k := range seen {
+				if !present[k] {
+					delete(seen, k)
 				}
 			}
+			return nil
 		}
-		wcancel()
+		for _, ev := range u.Events {
+			if ev.Type == clientv3.EventTypePut {
+				handle(string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision)
+			} else {
+				delete(seen, string(ev.Kv.Key))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		n.log.Error("cluster: report watch stopped", "err", err)
 	}
 }
 
