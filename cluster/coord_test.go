@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -44,4 +45,112 @@ func TestReportAtTermStartActedOn(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func startFake(t *testing.T, w *fakeWorld, endpoints []string, ids ...string) []*replica {
+	t.Helper()
+	var rs []*replica
+	for _, id := range ids {
+		rs = append(rs, startReplica(t, id, endpoints, []cluster.ConnectorConfig{{Name: "a", NewSelector: w.newSelector}}))
+	}
+	waitLeader(t, 10*time.Second, rs...)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if w.current() == nil {
+			return errors.New("selector not started")
+		}
+		return nil
+	})
+	return rs
+}
+
+// A connector key deleted mid-term is republished at once, above the
+// epoch replicas hold, and every replica follows it (issue 12, item 6).
+func TestDeletedRouteRepublished(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	cli := client(t, e.Endpoints())
+	var w fakeWorld
+	rs := startFake(t, &w, e.Endpoints(), "r1", "r2")
+	ep1, ep2 := s1, s2
+	w.current().choose(&ep1, "first")
+	waitRoute(t, 10*time.Second, "a", s1, 1, rs...)
+	w.current().choose(&ep2, "second")
+	waitRoute(t, 10*time.Second, "a", s2, 2, rs...)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := cli.Delete(ctx, "/hiveqd/"+clusterName+"/connectors/a"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		r, ok := published(t, cli, "a")
+		if !ok || r.Epoch != 3 || r.Endpoint == nil || *r.Endpoint != s2 {
+			return fmt.Errorf("published %+v (present %v), want s2 at epoch 3", r, ok)
+		}
+		return nil
+	})
+	waitRoute(t, 10*time.Second, "a", s2, 3, rs...)
+}
+
+// A fresh leader never publishes below the epochs replicas hold, and a
+// route that goes back below them (an etcd restore from an older
+// snapshot) is republished above them (issue 12, item 6).
+func TestEpochFloorFromReplicas(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	cli := client(t, e.Endpoints())
+	epochMonitor(t, cli)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// A replica that holds epoch 7 of a route etcd has lost.
+	held, _ := json.Marshal(cluster.Replica{ID: "r9", Address: "r9:1", Epochs: map[string]uint64{"a": 7}})
+	if _, err := cli.Put(ctx, "/hiveqd/"+clusterName+"/replicas/r9", string(held)); err != nil {
+		t.Fatal(err)
+	}
+	var w fakeWorld
+	rs := startFake(t, &w, e.Endpoints(), "r1", "r2")
+	ep1 := s1
+	w.current().choose(&ep1, "first")
+	waitRoute(t, 10*time.Second, "a", s1, 8, rs...)
+
+	// Every replica registers the epoch it holds.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		for _, r := range rs {
+			resp, err := cli.Get(ctx, "/hiveqd/"+clusterName+"/replicas/"+r.id)
+			if err != nil {
+				return err
+			}
+			var got cluster.Replica
+			if len(resp.Kvs) == 0 || json.Unmarshal(resp.Kvs[0].Value, &got) != nil || got.Epochs["a"] != 8 {
+				return fmt.Errorf("%s registered %v", r.id, got.Epochs)
+			}
+		}
+		return nil
+	})
+}
+
+// A route restored from an older snapshot (a lower epoch, same server) is
+// republished above what replicas hold (issue 12, item 6).
+func TestRestoredOlderRouteRepublished(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	cli := client(t, e.Endpoints())
+	var w fakeWorld
+	rs := startFake(t, &w, e.Endpoints(), "r1", "r2")
+	ep1, ep2 := s1, s2
+	w.current().choose(&ep1, "first")
+	waitRoute(t, 10*time.Second, "a", s1, 1, rs...)
+	w.current().choose(&ep2, "second")
+	waitRoute(t, 10*time.Second, "a", s2, 2, rs...)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	old, _ := json.Marshal(routing.Route{Connector: "a", Epoch: 1, Endpoint: &ep2, Reason: "restored", ChosenAt: time.Now()})
+	if _, err := cli.Put(ctx, "/hiveqd/"+clusterName+"/connectors/a", string(old)); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		r, ok := published(t, cli, "a")
+		if !ok || r.Epoch != 3 || r.Endpoint == nil || *r.Endpoint != s2 {
+			return fmt.Errorf("published %+v (present %v), want s2 at epoch 3", r, ok)
+		}
+		return nil
+	})
+	waitRoute(t, 10*time.Second, "a", s2, 3, rs...)
 }

@@ -240,7 +240,10 @@ func NewEtcd(cfg EtcdConfig) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.table.OnSwitch(func(_, _ *routing.Route) { n.notify() })
+	n.table.OnSwitch(func(_, _ *routing.Route) {
+		n.notify()
+		n.rep.signal() // republish the epochs this replica holds
+	})
 	return n, nil
 }
 
@@ -356,7 +359,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func (n *Node) mirror(ctx context.Context) {
 	err := n.mirrorSync.Run(ctx, func(u etcdsync.Update) error {
 		if u.Snapshot {
-			n.applySnapshot(u.Kvs)
+			n.applySnapshot(u.Kvs, u.Rev)
 		} else {
 			n.applyEvents(u.Events)
 		}
@@ -387,11 +390,12 @@ func (n *Node) parseRoute(name string, v []byte) (routing.Route, bool) {
 	return r, true
 }
 
-func (n *Node) applySnapshot(kvs []*mvccpb.KeyValue) {
+func (n *Node) applySnapshot(kvs []*mvccpb.KeyValue, rev int64) {
 	leaders := map[string]leaderelect.Leader{}
 	replicas := map[string]Replica{}
 	cands := map[string]candidatesDoc{}
 	var routes []routing.Route
+	pubs := map[string]*observed{}
 	for _, kv := range kvs {
 		key := string(kv.Key)
 		switch kind, rest := n.split(key); kind {
@@ -410,9 +414,12 @@ func (n *Node) applySnapshot(kvs []*mvccpb.KeyValue) {
 				cands[rest] = d
 			}
 		case "connectors":
+			o := &observed{modRev: kv.ModRevision}
 			if r, ok := n.parseRoute(rest, kv.Value); ok {
 				routes = append(routes, r)
+				o.route = &r
 			}
+			pubs[rest] = o
 		}
 	}
 	for _, r := range routes {
@@ -422,11 +429,23 @@ func (n *Node) applySnapshot(kvs []*mvccpb.KeyValue) {
 	n.leaders, n.replicas, n.candidates = leaders, replicas, cands
 	n.synced = true
 	n.changed.notify()
+	t := n.term
 	n.mu.Unlock()
+	if t != nil {
+		for name, c := range t.conns {
+			o := pubs[name]
+			if o == nil {
+				o = &observed{}
+			}
+			o.rev = rev
+			c.observe(o)
+		}
+	}
 }
 
 func (n *Node) applyEvents(evs []*clientv3.Event) {
 	var routes []routing.Route
+	pubs := map[string]*observed{}
 	n.mu.Lock()
 	for _, ev := range evs {
 		key := string(ev.Kv.Key)
@@ -457,17 +476,30 @@ func (n *Node) applyEvents(evs []*clientv3.Event) {
 		case "connectors":
 			// A deleted route is ignored: the table keeps the last one,
 			// which is what a replica should serve until told otherwise.
+			// The leader republishes it.
+			o := &observed{rev: ev.Kv.ModRevision}
 			if !del {
+				o.modRev = ev.Kv.ModRevision
 				if r, ok := n.parseRoute(rest, ev.Kv.Value); ok {
 					routes = append(routes, r)
+					o.route = &r
 				}
 			}
+			pubs[rest] = o
 		}
 	}
 	n.changed.notify()
+	t := n.term
 	n.mu.Unlock()
 	for _, r := range routes {
 		n.table.Update(r)
+	}
+	if t != nil {
+		for name, o := range pubs {
+			if c := t.conns[name]; c != nil {
+				c.observe(o)
+			}
+		}
 	}
 }
 

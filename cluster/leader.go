@@ -98,6 +98,8 @@ type connLeader struct {
 	published *routing.Route // as in etcd; nil when absent
 	modRev    int64          // the key's ModRevision as last seen (0: absent)
 	sel       Selector
+	last      *registry.Choice // the choice last published this term
+	reported  uint64           // highest epoch named by a failure report
 	want      *registry.Choice // latest choice not yet published
 	wantSeq   uint64
 	cands     []registry.CandidateHealth
@@ -222,18 +224,19 @@ func (c *connLeader) onChoice(ch registry.Choice) {
 // sync publishes the latest choice and candidate health.
 func (c *connLeader) sync(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
+		floor := c.floor()
 		c.mu.Lock()
 		want, seq := c.want, c.wantSeq
 		var route routing.Route
 		changed := false
 		if want != nil {
-			floor := uint64(0)
-			if cur, _ := c.n.table.Get(c.cc.Name); cur != nil {
-				// Never publish below what replicas already hold, even
-				// if etcd lost the key.
-				floor = cur.Epoch
+			prev := c.published
+			if prev != nil && prev.Epoch < floor {
+				// Behind what replicas hold (etcd lost data): publish
+				// afresh above the floor.
+				prev = nil
 			}
-			route, changed = nextRoute(c.published, *want, c.cc.Name, c.n.cfg.ReplicaID, floor, c.n.cfg.Now())
+			route, changed = nextRoute(prev, *want, c.cc.Name, c.n.cfg.ReplicaID, floor, c.n.cfg.Now())
 		}
 		cands, candsDue := c.cands, c.candsDue
 		modRev := c.modRev
@@ -272,7 +275,7 @@ func (c *connLeader) sync(ctx context.Context) error {
 		c.mu.Lock()
 		if changed {
 			r := route
-			c.published, c.modRev = &r, rev
+			c.published, c.modRev, c.last = &r, rev, want
 			if c.wantSeq == seq {
 				c.want = nil
 			}
@@ -287,6 +290,59 @@ func (c *connLeader) sync(ctx context.Context) error {
 		}
 		return nil
 	}
+}
+
+// floor is the epoch no publication may go below: the highest one this
+// replica holds, any replica has registered as holding, or any failure
+// report names. It keeps epochs rising even when etcd lost the route.
+func (c *connLeader) floor() uint64 {
+	var floor uint64
+	if cur, _ := c.n.table.Get(c.cc.Name); cur != nil {
+		floor = cur.Epoch
+	}
+	c.n.mu.Lock()
+	for _, r := range c.n.replicas {
+		floor = max(floor, r.Epochs[c.cc.Name])
+	}
+	c.n.mu.Unlock()
+	c.mu.Lock()
+	floor = max(floor, c.reported)
+	c.mu.Unlock()
+	return floor
+}
+
+// observed is a connector key as the mirror saw it; route is nil when the
+// key is absent (or unreadable).
+type observed struct {
+	route  *routing.Route
+	modRev int64 // the key's ModRevision; 0 when absent
+	rev    int64 // the revision the observation was made at
+}
+
+// observe is called by the mirror with the connector key's latest state.
+// A key that vanished (deleted, or lost to an etcd restore) or went back
+// below the floor is republished at once with the last choice, at a higher
+// epoch; the fenced compare then expects the key as observed.
+func (c *connLeader) observe(o *observed) {
+	if o == nil {
+		o = &observed{}
+	}
+	if o.route != nil && o.route.Epoch >= c.floor() {
+		return
+	}
+	c.mu.Lock()
+	if !c.loaded || c.last == nil || o.rev < c.modRev {
+		c.mu.Unlock()
+		return
+	}
+	c.n.log.Warn("cluster: published route lost or behind; republishing", "connector", c.cc.Name)
+	c.published, c.modRev = nil, o.modRev
+	if c.want == nil {
+		c.want = c.last
+		c.wantSeq++
+	}
+	c.mu.Unlock()
+	c.signal()
 }
 
 func (c *connLeader) clearWant(seq uint64) {
@@ -325,6 +381,7 @@ func (c *connLeader) write(ctx context.Context, cmps []clientv3.Cmp, ops []clien
 // published route.
 func (c *connLeader) report(d reportDoc, from string) {
 	c.mu.Lock()
+	c.reported = max(c.reported, d.Epoch)
 	pub, sel := c.published, c.sel
 	c.mu.Unlock()
 	if sel == nil || !reportApplies(pub, d.Epoch, d.Server) {
