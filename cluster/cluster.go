@@ -116,6 +116,12 @@ type Topology struct {
 	// served and no failover can happen.
 	Degraded       bool
 	DegradedReason string
+	// ViewConfirmedAt is when etcd last confirmed this replica's view
+	// current (zero in standalone mode or before the first read);
+	// ViewStale is set once that is older than a few progress intervals:
+	// the replica may have missed a failover.
+	ViewConfirmedAt time.Time
+	ViewStale       bool
 }
 
 // ErrNotLeader is wrapped by *NotLeaderError.

@@ -154,3 +154,61 @@ func TestRestoredOlderRouteRepublished(t *testing.T) {
 	})
 	waitRoute(t, 10*time.Second, "a", s2, 3, rs...)
 }
+
+// A follower whose etcd link is blackholed while the leader fails over
+// shows a stale view in Topology and ViewConfirmedAt meanwhile, and
+// converges within 2s once the link heals (issue 12, item 5).
+func TestBlackholedFollowerShowsStaleAndConverges(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	px, err := testenv.NewProxy(e.Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	p := newProber()
+	fast := func(c *cluster.EtcdConfig) { c.ProgressInterval = 200 * time.Millisecond }
+	leader := startReplica(t, "r1", e.Endpoints(), hiveConn(p), fast)
+	waitLeader(t, 10*time.Second, leader)
+	follower := startReplica(t, "r2", []string{px.Addr()}, hiveConn(p), fast)
+	waitRoute(t, 10*time.Second, "hive", s1, 1, leader, follower)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if top := follower.node.Topology(); top.ViewStale || top.Degraded {
+			return fmt.Errorf("follower view stale %v, degraded %q", top.ViewStale, top.DegradedReason)
+		}
+		return nil
+	})
+
+	px.SetMode(testenv.Blackhole)
+	if _, err := leader.node.Failover(context.Background(), cluster.FailoverRequest{Connector: "hive", ExpectedEpoch: 1, Reason: "move"}); err != nil {
+		t.Fatal(err)
+	}
+	waitRoute(t, 10*time.Second, "hive", s2, 2, leader)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		top := follower.node.Topology()
+		if !top.ViewStale || !top.Degraded {
+			return fmt.Errorf("follower view stale %v, degraded %v", top.ViewStale, top.Degraded)
+		}
+		if age := time.Since(follower.node.ViewConfirmedAt()); age < time.Second {
+			return fmt.Errorf("view age %v", age)
+		}
+		return nil
+	})
+	if got, _ := follower.route("hive"); got.Epoch != 1 {
+		t.Fatalf("follower at epoch %d while blackholed", got.Epoch)
+	}
+
+	px.SetMode(testenv.Pass)
+	healed := time.Now()
+	waitRoute(t, 10*time.Second, "hive", s2, 2, follower)
+	d := time.Since(healed)
+	t.Logf("follower converged %v after the link healed", d)
+	if d > 2*time.Second {
+		t.Errorf("follower converged %v after the link healed, want within 2s", d)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if top := follower.node.Topology(); top.ViewStale {
+			return errors.New("follower view still stale")
+		}
+		return nil
+	})
+}

@@ -507,7 +507,9 @@ func (n *Node) applyEvents(evs []*clientv3.Event) {
 // the mirror re-reads everything.
 func (n *Node) health(ctx context.Context) {
 	failures := 0
+	stale := false
 	for {
+		stale = n.logStaleness(stale)
 		hctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 		_, err := n.etcd().Get(hctx, n.keys.leader()+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
 		cancel()
@@ -544,6 +546,22 @@ func (n *Node) health(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// logStaleness logs when the view becomes stale or current again, and
+// notifies topology watchers; it returns whether the view is stale now.
+func (n *Node) logStaleness(was bool) bool {
+	stale, age := n.viewStale(time.Now())
+	if n.ViewConfirmedAt().IsZero() || stale == was {
+		return stale
+	}
+	if stale {
+		n.log.Warn("cluster: view of etcd not confirmed; a failover may have been missed", "age", age.Round(time.Millisecond))
+	} else {
+		n.log.Info("cluster: view of etcd confirmed current again")
+	}
+	n.notify()
+	return stale
 }
 
 // Health is false while etcd is unreachable or not yet read.
@@ -610,6 +628,12 @@ func (n *Node) Topology() Topology {
 	}
 	if ok, why := n.healthLocked(); !ok {
 		t.Degraded, t.DegradedReason = true, why
+	}
+	t.ViewConfirmedAt = n.ViewConfirmedAt()
+	var age time.Duration
+	t.ViewStale, age = n.viewStale(time.Now())
+	if t.ViewStale && !t.Degraded && !t.ViewConfirmedAt.IsZero() {
+		t.Degraded, t.DegradedReason = true, fmt.Sprintf("view of etcd not confirmed for %v: a failover may have been missed", age.Round(time.Second))
 	}
 	l, haveLeader := n.leaderLocked()
 	if haveLeader {

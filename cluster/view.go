@@ -11,3 +11,15 @@ import "time"
 func (n *Node) ViewConfirmedAt() time.Time {
 	return n.mirrorSync.Status().Confirmed
 }
+
+// viewStale reports whether the view has gone unconfirmed for longer than
+// three progress intervals (a progress request is answered at once by a
+// reachable etcd), and how old it is.
+func (n *Node) viewStale(now time.Time) (bool, time.Duration) {
+	at := n.ViewConfirmedAt()
+	if at.IsZero() {
+		return true, 0
+	}
+	age := now.Sub(at)
+	return age > 3*n.cfg.ProgressInterval, age
+}
