@@ -212,3 +212,41 @@ func TestBlackholedFollowerShowsStaleAndConverges(t *testing.T) {
 		return nil
 	})
 }
+
+// A route the new leader adopted (published by an earlier term, chosen
+// again) is republished too when its key is deleted (issue 12, item 6).
+func TestDeletedAdoptedRouteRepublished(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	cli := client(t, e.Endpoints())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ep := s1
+	route, _ := json.Marshal(routing.Route{Connector: "a", Epoch: 4, Endpoint: &ep, Reason: "earlier term", ChosenBy: "old", ChosenAt: time.Now()})
+	if _, err := cli.Put(ctx, "/hiveqd/"+clusterName+"/connectors/a", string(route)); err != nil {
+		t.Fatal(err)
+	}
+	var w fakeWorld
+	rs := startFake(t, &w, e.Endpoints(), "r1", "r2")
+	w.current().choose(&ep, "adopted")
+	waitRoute(t, 10*time.Second, "a", s1, 4, rs...)
+	// Let the leader handle the adopted choice (candidates are written
+	// with it) before the key goes.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		resp, err := cli.Get(ctx, "/hiveqd/"+clusterName+"/candidates/a")
+		if err != nil || len(resp.Kvs) == 0 {
+			return fmt.Errorf("no candidates yet (%v)", err)
+		}
+		return nil
+	})
+	if _, err := cli.Delete(ctx, "/hiveqd/"+clusterName+"/connectors/a"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		r, ok := published(t, cli, "a")
+		if !ok || r.Epoch != 5 || r.Endpoint == nil || *r.Endpoint != s1 {
+			return fmt.Errorf("published %+v (present %v), want s1 at epoch 5", r, ok)
+		}
+		return nil
+	})
+	waitRoute(t, 10*time.Second, "a", s1, 5, rs...)
+}

@@ -237,6 +237,11 @@ func (c *connLeader) sync(ctx context.Context) error {
 				prev = nil
 			}
 			route, changed = nextRoute(prev, *want, c.cc.Name, c.n.cfg.ReplicaID, floor, c.n.cfg.Now())
+			if !changed {
+				// Already published (adopted from the previous term):
+				// it is what to republish if the key is lost.
+				c.last = want
+			}
 		}
 		cands, candsDue := c.cands, c.candsDue
 		modRev := c.modRev
