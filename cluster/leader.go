@@ -100,6 +100,7 @@ type connLeader struct {
 	sel       Selector
 	last      *registry.Choice // the choice last published this term
 	reported  uint64           // highest epoch named by a failure report
+	lostGen   uint64           // counts observe's resets of published
 	want      *registry.Choice // latest choice not yet published
 	wantSeq   uint64
 	cands     []registry.CandidateHealth
@@ -244,7 +245,7 @@ func (c *connLeader) sync(ctx context.Context) error {
 			}
 		}
 		cands, candsDue := c.cands, c.candsDue
-		modRev := c.modRev
+		modRev, lostGen := c.modRev, c.lostGen
 		c.mu.Unlock()
 
 		if !changed && !candsDue {
@@ -278,7 +279,11 @@ func (c *connLeader) sync(ctx context.Context) error {
 			return err
 		}
 		c.mu.Lock()
-		if changed {
+		if changed && c.lostGen != lostGen {
+			// The key was lost again after this write: keep observe's
+			// view; the wake it sent republishes.
+			c.last = want
+		} else if changed {
 			r := route
 			c.published, c.modRev, c.last = &r, rev, want
 			if c.wantSeq == seq {
@@ -336,16 +341,17 @@ func (c *connLeader) observe(o *observed) {
 		return
 	}
 	c.mu.Lock()
-	if !c.loaded || c.last == nil || o.rev < c.modRev {
+	if !c.loaded || (c.last == nil && c.want == nil) || o.rev < c.modRev {
 		c.mu.Unlock()
 		return
 	}
 	c.n.log.Warn("cluster: published route lost or behind; republishing", "connector", c.cc.Name)
 	c.published, c.modRev = nil, o.modRev
+	c.lostGen++
 	if c.want == nil {
 		c.want = c.last
-		c.wantSeq++
 	}
+	c.wantSeq++ // a sync in flight must not clear it
 	c.mu.Unlock()
 	c.signal()
 }
