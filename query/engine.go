@@ -87,6 +87,9 @@ type Config struct {
 	// RetryWait bounds the wait for a new route after a server failed
 	// before accepting a statement (default 2s).
 	RetryWait time.Duration
+	// RerunWait bounds the wait for a new route before a read that sent
+	// nothing is re-run (at least RetryWait; default DefaultRerunWait).
+	RerunWait time.Duration
 	// CleanupTimeout bounds, when a query ends, the wait for an HS2 call
 	// still in flight (HS2 long-polls operation status for up to 5s), and
 	// then cancelling and closing the operation (default 10s). A call still
@@ -104,6 +107,7 @@ const (
 	DefaultMaxBatchBytes     = 1 << 20
 	DefaultMaxFetchBytes     = 16 << 20
 	DefaultRetryWait         = 2 * time.Second
+	DefaultRerunWait         = 10 * time.Second
 	DefaultCleanupTimeout    = 10 * time.Second
 	DefaultStallTimeout      = 15 * time.Second
 	// maxAttempts: the first try plus at most two retries on a new route.
@@ -183,6 +187,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.RetryWait <= 0 {
 		cfg.RetryWait = DefaultRetryWait
+	}
+	if cfg.RerunWait <= 0 {
+		cfg.RerunWait = DefaultRerunWait
 	}
 	if cfg.CleanupTimeout <= 0 {
 		cfg.CleanupTimeout = DefaultCleanupTimeout

@@ -36,7 +36,7 @@ func (q *queryRun) execute(ctx context.Context) error {
 			break
 		}
 		err = rt.err
-		if n >= maxAttempts || !q.awaitRetry(ctx, cur, rt.stale) {
+		if n >= maxAttempts || !q.awaitRetry(ctx, cur, rt) {
 			break
 		}
 		if rt.rerun {
@@ -78,12 +78,19 @@ func (q *queryRun) route() (*routing.Current, error) {
 
 // awaitRetry waits, within RetryWait, for a route newer than cur that
 // names a server (not for a stale pooled session: the same route is
-// retried at once).
-func (q *queryRun) awaitRetry(ctx context.Context, cur *routing.Current, stale bool) bool {
-	if stale {
+// retried at once). A re-run waits up to RerunWait instead: the client has
+// received nothing yet, and the switch after a crash, seen by the query's
+// own calls at once, reaches this replica only after the leader's probes
+// and etcd (seconds on a loaded machine).
+func (q *queryRun) awaitRetry(ctx context.Context, cur *routing.Current, rt *retryable) bool {
+	if rt.stale {
 		return ctx.Err() == nil
 	}
-	bound := q.e.clock.After(q.e.cfg.RetryWait)
+	wait := q.e.cfg.RetryWait
+	if rt.rerun {
+		wait = max(wait, q.e.cfg.RerunWait)
+	}
+	bound := q.e.clock.After(wait)
 	for {
 		select {
 		case <-cur.Superseded():

@@ -46,6 +46,7 @@ type outcome struct {
 	kind     string
 	code     codes.Code
 	rows     int64
+	schema   bool  // the schema reached the client (the stream sent something)
 	want     int64 // rows a complete stream has
 	took     time.Duration
 	deadline time.Duration
@@ -140,7 +141,7 @@ func (w *workload) one(rng *rand.Rand, i int) (ok bool) {
 		return nil
 	}, nil)
 	o.code, o.rows, o.took, o.err = res.Code(), res.Rows, res.Finished.Sub(res.Started), res.Err
-	o.ended, o.server = res.Finished, res.Server()
+	o.ended, o.server, o.schema = res.Finished, res.Server(), res.Schema != nil
 	if _, info := harness.ErrorInfo(res.Err); info.GetMetadata()["server"] != "" {
 		o.server = info.GetMetadata()["server"]
 	}
