@@ -134,7 +134,9 @@ func (a *attempt) submit() error {
 		return nil
 	}
 	var te *hs2.TransportError
-	if errors.As(err, &te) && te.Call == "ExecuteStatement" && !q.staleRetried && !a.lost() && a.ctx.Err() == nil {
+	// Only a statement that may run again: a lost answer to
+	// ExecuteStatement does not prove HS2 never ran it.
+	if errors.As(err, &te) && te.Call == "ExecuteStatement" && q.read && !q.staleRetried && !a.lost() && a.ctx.Err() == nil {
 		// A pooled session may have died while idle (HS2 restarted,
 		// a firewall dropped the connection): reset the pool, whose
 		// other idle sessions likely died too, and retry once at once
