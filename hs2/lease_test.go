@@ -3,6 +3,7 @@ package hs2_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 
@@ -65,7 +66,12 @@ func TestLeaseReleaseAndAbandon(t *testing.T) {
 			_, err := l.Status(ctx)
 			polled <- err
 		}()
-		time.Sleep(100 * time.Millisecond) // let the poll reach the server
+		for deadline := time.Now().Add(10 * time.Second); l.InFlight() == 0; { // the poll is under way
+			if time.Now().After(deadline) {
+				t.Fatal("the status poll never started")
+			}
+			runtime.Gosched()
+		}
 		start := time.Now()
 		l.Release(ctx)
 		if d := time.Since(start); d > 4*time.Second {
