@@ -33,11 +33,11 @@ import (
 
 // Client kinds.
 const (
-	modeDirect    = "direct"     // hs2 package, one session reused across queries
-	modeDirectNew = "direct-new" // hs2 package, a new session per query
-	modeGRPC      = "grpc"       // generated gRPC client through hiveqd, compact batch layout
+	modeDirect    = "direct"      // hs2 package, one session reused across queries
+	modeDirectNew = "direct-new"  // hs2 package, a new session per query
+	modeGRPC      = "grpc"        // generated gRPC client through hiveqd, compact batch layout
 	modeGRPCOld   = "grpc-values" // the same, asking for the original (values) layout
-	modeGohive    = "gohive"     // github.com/beltran/gohive cursor, row by row
+	modeGohive    = "gohive"      // github.com/beltran/gohive cursor, row by row
 )
 
 const (
