@@ -280,3 +280,45 @@ func BenchmarkMarshalBatch(b *testing.B) {
 }
 
 func queryBatchEvent(b *hs2.Batch) query.Event { return query.Event{Kind: query.EventBatch, Batch: b} }
+
+// BenchmarkClientDecode is a Go client's cost to decode one batch event
+// (the synth.rows_N shape, 10000 rows) with the generated code, in the
+// original and the compact layout:
+//
+//	go test -run '^$' -bench ClientDecode -count 6 ./service > d.txt
+//	benchstat -col /layout d.txt
+func BenchmarkClientDecode(b *testing.B) {
+	const rows = 10000
+	var id []int64
+	var i32 []int32
+	var d []float64
+	var bl []bool
+	var strs []string
+	for r := range rows {
+		id = append(id, int64(r))
+		i32 = append(i32, int32(r%1000))
+		d = append(d, float64(r)/3)
+		bl = append(bl, r%3 == 0)
+		strs = append(strs, fmt.Sprintf("s-%d", r))
+	}
+	batch := &hs2.Batch{StartRow: 123456, Rows: rows, Columns: []hs2.Vector{
+		{Kind: hs2.KindInt64, Int64s: id}, {Kind: hs2.KindInt32, Int32s: i32}, {Kind: hs2.KindDouble, Doubles: d},
+		hs2.StringVector(strs, nil), {Kind: hs2.KindBool, Bools: bl},
+	}}
+	for _, layout := range []string{"values", "compact"} {
+		data := marshalBatch(batch, layout == "compact")
+		msg := data.Materialize()
+		data.Free()
+		b.Run("layout="+layout, func(b *testing.B) {
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			for b.Loop() {
+				var ev hiveqv1.ExecuteResponse
+				if err := proto.Unmarshal(msg, &ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+}
