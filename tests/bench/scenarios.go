@@ -209,7 +209,7 @@ func unpaced(ctx context.Context, b *bench) ([]metric, error) {
 	if err := b.setup(ctx, 0, 0); err != nil {
 		return nil, err
 	}
-	if err := b.warm(ctx, modeDirect, modeGRPC, modeGRPCOld, modeGohive); err != nil {
+	if err := b.warm(ctx, modeDirect, modeGRPC, modeGRPCOld, modeGohive, modeThrift); err != nil {
 		return nil, err
 	}
 	var s series
@@ -218,7 +218,7 @@ func unpaced(ctx context.Context, b *bench) ([]metric, error) {
 		d := s.add("direct HS2 client"+sfx, "rows/s")
 		h := s.add("hiveqd + gRPC client"+sfx, "rows/s")
 		r := s.add("hiveqd ÷ direct"+sfx, "ratio")
-		var g, rg, ho, hoc, gco, rgc *metric
+		var g, rg, ho, hoc, gco, rgc, tc, rtc *metric
 		cpuGoal := 1.6
 		if fetch == 10_000 {
 			r.Op, r.Goal = ">=", 0.85
@@ -236,6 +236,9 @@ func unpaced(ctx context.Context, b *bench) ([]metric, error) {
 			gco = s.add("CPU per 1M rows: gRPC client, values layout"+sfx, "s")
 			rgc = s.target("gRPC client CPU per row, compact ÷ values layout"+sfx, "ratio", "<=", 0.6)
 			rgc.Note = "the same generated Go client decoding every message, asking for batch_layout COMPACT or VALUES"
+			tc = s.add("CPU per 1M rows: direct Thrift client, generated code"+sfx, "s")
+			rtc = s.add("CPU per row: hiveqd ÷ generated-code Thrift client"+sfx, "ratio")
+			rtc.Note = "the direct client above shares hiveqd's hs2 decoder; this one is Apache Thrift's generated TCLIService code (tests/bench/thrift.go)"
 		}
 		sc := s.add("CPU per 1M rows: simulator"+sfx, "s")
 		var cap *metric
@@ -247,7 +250,7 @@ func unpaced(ctx context.Context, b *bench) ([]metric, error) {
 		stmt := synth(z.unpacedRows)
 		modes := []string{modeDirect, modeGRPC}
 		if g != nil {
-			modes = append(modes, modeGohive, modeGRPCOld)
+			modes = append(modes, modeGohive, modeGRPCOld, modeThrift)
 		}
 		for i := range z.runs {
 			got := map[string]sample{}
@@ -279,6 +282,9 @@ func unpaced(ctx context.Context, b *bench) ([]metric, error) {
 				hoc.push(perM(oo.hiveqd, oo.rows))
 				gco.push(perM(oo.client, oo.rows))
 				rgc.push(perM(hh.client, hh.rows) / perM(oo.client, oo.rows))
+				tt := got[modeThrift]
+				tc.push(perM(tt.client, tt.rows))
+				rtc.push(perM(hh.hiveqd, hh.rows) / perM(tt.client, tt.rows))
 			}
 			if cap != nil {
 				cap.push(1e6 / perM(dd.sim, dd.rows) / hh.rate)

@@ -38,6 +38,7 @@ const (
 	modeGRPC      = "grpc"        // generated gRPC client through hiveqd, compact batch layout
 	modeGRPCOld   = "grpc-values" // the same, asking for the original (values) layout
 	modeGohive    = "gohive"      // github.com/beltran/gohive cursor, row by row
+	modeThrift    = "thrift"      // generated TCLIService code over Apache Thrift, columnar (thrift.go)
 )
 
 const (
@@ -84,7 +85,7 @@ func workerMain() int {
 			}
 		}
 	}
-	w := &worker{sessions: map[string]*hs2.Session{}, conns: map[string]*grpc.ClientConn{}, gohives: map[string]*gohive.Connection{}, adbcs: map[string]adbc.Connection{}}
+	w := &worker{sessions: map[string]*hs2.Session{}, conns: map[string]*grpc.ClientConn{}, gohives: map[string]*gohive.Connection{}, thrifts: map[string]*thriftClient{}, adbcs: map[string]adbc.Connection{}}
 	defer w.close()
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 1<<20), 1<<20)
@@ -109,6 +110,7 @@ type worker struct {
 	sessions map[string]*hs2.Session
 	conns    map[string]*grpc.ClientConn
 	gohives  map[string]*gohive.Connection
+	thrifts  map[string]*thriftClient
 	adbcs    map[string]adbc.Connection
 }
 
@@ -170,6 +172,8 @@ func (w *worker) stream(ctx context.Context, req workerRequest) (int64, error) {
 		return rows, err
 	case modeGohive:
 		return w.gohive(ctx, req)
+	case modeThrift:
+		return w.thrift(ctx, req)
 	case modeADBC:
 		return w.adbc(ctx, req)
 	}
