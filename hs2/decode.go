@@ -500,12 +500,8 @@ func (d *decoder) buffered(n int) []byte {
 	return d.buf.next(n)
 }
 
-// size reads a string length (for a protocol of unknown kind, nothing: its
-// ReadBinary reads the length) and checks it as TBinaryProtocol does.
+// size reads a string length and checks it as TBinaryProtocol does.
 func (d *decoder) size(ctx context.Context) (int, error) {
-	if d.raw == nil {
-		return 0, nil
-	}
 	var n int32
 	if b := d.buffered(4); b != nil {
 		n = int32(binary.BigEndian.Uint32(b))

@@ -4,6 +4,11 @@
 // Kerberos as SASL GSSAPI with every QOP and as HTTP SPNEGO), sessions,
 // operations, columnar result batches and a session pool.
 //
+// FetchResults answers are decoded by hand (decode.go), not by the
+// generated Thrift code: straight into columnar buffers (numbers swapped in
+// bulk, strings as one buffer plus offsets), because per-value decoding was
+// most of hiveqd's CPU on large results.
+//
 // One Session is one connection: HS2 ties a session to its TCP connection and
 // drops it with the connection, and a connection carries one call at a time.
 package hs2
