@@ -18,10 +18,11 @@ import (
 )
 
 // record builds an Arrow record batch from an hs2 batch, column by column
-// straight from its typed vectors: no per-value boxing. The batch's
-// vectors alias the HS2 client's buffers, which are reused once the emit
-// callback returns, so every column is copied into buffers of its own
-// (one pass per column, the copy Arrow's layout needs anyway for strings).
+// straight from its typed vectors: no per-value boxing. hs2 never reuses a
+// batch's buffers, and string and bytes vectors are already Arrow's
+// layout (data plus int32 offsets), so fixed-width, string and binary
+// columns wrap the batch's memory without copying; only narrowed,
+// boolean and parsed (decimal, date, timestamp) columns are built anew.
 func record(schema *arrow.Schema, cols []column, b *hs2.Batch) (arrow.RecordBatch, error) {
 	if len(b.Columns) != len(cols) {
 		return nil, fmt.Errorf("batch has %d columns, the schema %d", len(b.Columns), len(cols))
@@ -81,14 +82,13 @@ func validity(nulls []byte, n int) (*memory.Buffer, int) {
 
 func bitmapBytes(n int) int { return (n + 7) / 8 }
 
+// fixed wraps vals' memory (no copy) as an Arrow buffer.
 func fixed[T any](vals []T) *memory.Buffer {
 	if len(vals) == 0 {
 		return memory.NewBufferBytes(nil)
 	}
 	size := int(unsafe.Sizeof(vals[0])) * len(vals)
-	out := make([]byte, size)
-	copy(out, unsafe.Slice((*byte)(unsafe.Pointer(&vals[0])), size))
-	return memory.NewBufferBytes(out)
+	return memory.NewBufferBytes(unsafe.Slice((*byte)(unsafe.Pointer(&vals[0])), size))
 }
 
 func narrow[T int8 | int16 | float32, S int32 | float64](vals []S) *memory.Buffer {
@@ -103,11 +103,11 @@ func narrow[T int8 | int16 | float32, S int32 | float64](vals []S) *memory.Buffe
 // with parse; a NULL slot stays the zero value.
 func parseEach[T any](c column, v *hs2.Vector, n int, parse func(string) (T, error)) ([]T, error) {
 	out := make([]T, n)
-	for i, s := range v.Strings[:n] {
+	for i := range n {
 		if v.IsNull(i) {
 			continue
 		}
-		x, err := parse(s)
+		x, err := parse(string(v.At(i)))
 		if err != nil {
 			return nil, fmt.Errorf("column %q: %w", c.field.Name, err)
 		}
@@ -142,11 +142,8 @@ func (c column) array(v *hs2.Vector, n int) (arrow.Array, error) {
 		data = narrow[float32](v.Doubles[:n])
 	case tFloat64:
 		data = fixed(v.Doubles[:n])
-	case tUTF8:
-		offsets, bytes := stringBuffers(v.Strings[:n])
-		data, extra = offsets, []*memory.Buffer{bytes}
-	case tBinary:
-		offsets, bytes := binaryBuffers(v.Bytes[:n])
+	case tUTF8, tBinary:
+		offsets, bytes := varBuffers(v, n)
 		data, extra = offsets, []*memory.Buffer{bytes}
 	case tDecimal:
 		out, err := parseEach(c, v, n, func(s string) (decimal128.Num, error) { return parseDecimal(s, c.prec, c.scale) })
@@ -175,32 +172,24 @@ func (c column) array(v *hs2.Vector, n int) (arrow.Array, error) {
 	return array.MakeFromData(d), nil
 }
 
-func stringBuffers(vals []string) (*memory.Buffer, *memory.Buffer) {
-	total := 0
-	for _, s := range vals {
-		total += len(s)
+// varBuffers wraps the first n values of a string or bytes vector as
+// Arrow's offsets and data buffers: the vector's own memory when its
+// offsets start at 0, else rebased offsets (4 bytes a row) over the same
+// data.
+func varBuffers(v *hs2.Vector, n int) (*memory.Buffer, *memory.Buffer) {
+	if len(v.Offsets) == 0 {
+		return fixed(make([]int32, n+1)), memory.NewBufferBytes(nil)
 	}
-	offsets := make([]int32, len(vals)+1)
-	data := make([]byte, 0, total)
-	for i, s := range vals {
-		data = append(data, s...)
-		offsets[i+1] = int32(len(data))
+	offs := v.Offsets[:n+1]
+	base := offs[0]
+	if base != 0 {
+		rebased := make([]int32, n+1)
+		for i, o := range offs {
+			rebased[i] = o - base
+		}
+		offs = rebased
 	}
-	return fixed(offsets), memory.NewBufferBytes(data)
-}
-
-func binaryBuffers(vals [][]byte) (*memory.Buffer, *memory.Buffer) {
-	total := 0
-	for _, s := range vals {
-		total += len(s)
-	}
-	offsets := make([]int32, len(vals)+1)
-	data := make([]byte, 0, total)
-	for i, s := range vals {
-		data = append(data, s...)
-		offsets[i+1] = int32(len(data))
-	}
-	return fixed(offsets), memory.NewBufferBytes(data)
+	return fixed(offs), memory.NewBufferBytes(v.Data[base : int(base)+int(offs[n])])
 }
 
 // parseDecimal reads HS2's decimal text ("-12.50", "1E+3" never: Hive

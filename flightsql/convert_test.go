@@ -106,9 +106,9 @@ func TestRecordFromBatch(t *testing.T) {
 	b := &hs2.Batch{Rows: 3, Columns: []hs2.Vector{
 		{Kind: hs2.KindBool, Bools: []bool{true, false, true}, Nulls: nulls},
 		{Kind: hs2.KindInt32, Int32s: []int32{-1, 0, 127}, Nulls: nulls},
-		{Kind: hs2.KindString, Strings: []string{"a", "", "ccc"}, Nulls: nulls},
-		{Kind: hs2.KindString, Strings: []string{"1.5", "", "-2.0"}, Nulls: nulls},
-		{Kind: hs2.KindBytes, Bytes: [][]byte{{1}, nil, {2, 3}}},
+		hs2.StringVector([]string{"a", "", "ccc"}, nulls),
+		hs2.StringVector([]string{"1.5", "", "-2.0"}, nulls),
+		hs2.BytesVector([][]byte{{1}, nil, {2, 3}}, nil),
 		{Kind: hs2.KindDouble, Doubles: []float64{0.5, 0, -1.25}, Nulls: nulls},
 	}}
 	rec, err := record(schema, cols, b)
@@ -137,7 +137,7 @@ func TestRecordFromBatch(t *testing.T) {
 		t.Errorf("float %v", v)
 	}
 	// A vector of the wrong kind is an error, not a panic.
-	b.Columns[1] = hs2.Vector{Kind: hs2.KindString, Strings: []string{"x", "y", "z"}}
+	b.Columns[1] = hs2.StringVector([]string{"x", "y", "z"}, nil)
 	if _, err := record(schema, cols, b); err == nil {
 		t.Fatal("a string vector for a tinyint column converted")
 	}

@@ -1,7 +1,6 @@
 package hs2
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -9,76 +8,6 @@ import (
 
 	"github.com/beltran/gohive/hiveserver"
 )
-
-// convertRowSet turns a columnar TRowSet into a Batch. Value slices alias
-// Thrift's decoded ones wherever the Go type matches.
-func convertRowSet(rs *hiveserver.TRowSet) (*Batch, error) {
-	if rs == nil {
-		return &Batch{}, nil
-	}
-	if len(rs.Columns) == 0 {
-		switch {
-		case len(rs.Rows) > 0:
-			return nil, fmt.Errorf("row-based result set (protocol before V6)")
-		case len(rs.BinaryColumns) > 0:
-			return nil, fmt.Errorf("compressed binary columns are not supported")
-		}
-		return &Batch{}, nil
-	}
-	b := &Batch{Columns: make([]Vector, len(rs.Columns))}
-	for i, c := range rs.Columns {
-		n, err := convertColumn(c, &b.Columns[i])
-		if err != nil {
-			return nil, fmt.Errorf("column %d: %w", i+1, err)
-		}
-		if i == 0 {
-			b.Rows = n
-		} else if n != b.Rows {
-			return nil, fmt.Errorf("column %d has %d values, column 1 has %d", i+1, n, b.Rows)
-		}
-	}
-	return b, nil
-}
-
-// convertColumn fills v from c and returns the number of values.
-func convertColumn(c *hiveserver.TColumn, v *Vector) (int, error) {
-	if c == nil {
-		return 0, fmt.Errorf("no column data")
-	}
-	var nulls []byte
-	switch {
-	case c.BoolVal != nil:
-		v.Kind, v.Bools, nulls = KindBool, c.BoolVal.Values, c.BoolVal.Nulls
-	case c.ByteVal != nil:
-		// tinyint: widened, so copied.
-		vals := make([]int32, len(c.ByteVal.Values))
-		for i, x := range c.ByteVal.Values {
-			vals[i] = int32(x)
-		}
-		v.Kind, v.Int32s, nulls = KindInt32, vals, c.ByteVal.Nulls
-	case c.I16Val != nil:
-		vals := make([]int32, len(c.I16Val.Values))
-		for i, x := range c.I16Val.Values {
-			vals[i] = int32(x)
-		}
-		v.Kind, v.Int32s, nulls = KindInt32, vals, c.I16Val.Nulls
-	case c.I32Val != nil:
-		v.Kind, v.Int32s, nulls = KindInt32, c.I32Val.Values, c.I32Val.Nulls
-	case c.I64Val != nil:
-		v.Kind, v.Int64s, nulls = KindInt64, c.I64Val.Values, c.I64Val.Nulls
-	case c.DoubleVal != nil:
-		v.Kind, v.Doubles, nulls = KindDouble, c.DoubleVal.Values, c.DoubleVal.Nulls
-	case c.StringVal != nil:
-		v.Kind, v.Strings, nulls = KindString, c.StringVal.Values, c.StringVal.Nulls
-	case c.BinaryVal != nil:
-		v.Kind, v.Bytes, nulls = KindBytes, c.BinaryVal.Values, c.BinaryVal.Nulls
-	default:
-		return 0, fmt.Errorf("no column data")
-	}
-	n := v.Len()
-	v.Nulls = normNulls(nulls, n)
-	return n, nil
-}
 
 // normNulls returns HS2's null bitmap as exactly (rows+7)/8 bytes, or nil
 // when no row is NULL. Hive sends java.util.BitSet.toByteArray(), which

@@ -24,6 +24,10 @@ import (
 // the next read.
 type bufferedReader interface {
 	next(n int) []byte
+	// window is every byte of the message buffered now (possibly none),
+	// valid until the next read; consume(n) then drops its first n.
+	window() []byte
+	consume(n int)
 }
 
 type fastProtocol struct {
@@ -147,3 +151,21 @@ func (t *rawTransport) next(n int) []byte {
 	_, _ = t.r.Discard(n)
 	return b
 }
+
+func (t *saslTransport) window() []byte {
+	n := min(uint32(t.r.Buffered()), t.left)
+	b, _ := t.r.Peek(int(n))
+	return b
+}
+
+func (t *saslTransport) consume(n int) {
+	_, _ = t.r.Discard(n)
+	t.left -= uint32(n)
+}
+
+func (t *rawTransport) window() []byte {
+	b, _ := t.r.Peek(t.r.Buffered())
+	return b
+}
+
+func (t *rawTransport) consume(n int) { _, _ = t.r.Discard(n) }

@@ -156,7 +156,7 @@ func checkSynthRows(t testing.TB, batches []*hs2.Batch, n int64) {
 			if (want.D == nil) != c[2].IsNull(i) || want.D != nil && c[2].Doubles[i] != *want.D {
 				t.Fatalf("row %d d = %v", r, c[2].Value(i))
 			}
-			if (want.S == nil) != c[3].IsNull(i) || want.S != nil && c[3].Strings[i] != *want.S {
+			if (want.S == nil) != c[3].IsNull(i) || want.S != nil && c[3].Str(i) != *want.S {
 				t.Fatalf("row %d s = %v", r, c[3].Value(i))
 			}
 			if (want.B == nil) != c[4].IsNull(i) || want.B != nil && c[4].Bools[i] != *want.B {

@@ -104,7 +104,7 @@ func scalar(t *testing.T, sess *hs2.Session, stmt string) string {
 	if len(batches) == 0 || batches[0].Rows == 0 {
 		t.Fatalf("%s: no rows", stmt)
 	}
-	return batches[0].Columns[0].Strings[0]
+	return batches[0].Columns[0].Str(0)
 }
 
 func TestKerberosBinaryEveryQOP(t *testing.T) {

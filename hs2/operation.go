@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,7 @@ type Operation struct {
 	schema Schema
 	next   int64 // rows fetched so far
 	done   bool  // an empty batch was seen
+	hints  []int // each column's data bytes in the last batch
 }
 
 // HasResultSet reports whether the statement produces rows.
@@ -176,34 +178,51 @@ func (o *Operation) fetch(ctx context.Context, maxRows, next int) (*Batch, error
 	if o.done {
 		return &Batch{StartRow: o.next}, nil
 	}
-	var resp *hiveserver.TFetchResultsResp
+	var resp *fetchResult
 	var err error
 	if o.s.pipelines() {
 		resp, err = o.s.fetchPipelined(ctx, o, maxRows, next)
 	} else {
-		req := &hiveserver.TFetchResultsReq{OperationHandle: o.h, Orientation: hiveserver.TFetchOrientation_FETCH_NEXT, MaxRows: int64(maxRows)}
 		err = o.s.call(ctx, "FetchResults", false, func(ctx context.Context) (*hiveserver.TStatus, error) {
-			var err error
-			resp, err = o.s.client.FetchResults(ctx, req)
+			seq, err := o.s.sendFetch(ctx, o.h, maxRows)
 			if err != nil {
 				return nil, err
 			}
-			return resp.Status, nil
+			if resp, err = o.s.recvFetch(ctx, seq, o.hints); err != nil {
+				return nil, err
+			}
+			return resp.status, nil
 		})
 	}
 	if err != nil {
 		return nil, err
 	}
-	b, err := convertRowSet(resp.Results)
-	if err != nil {
-		return nil, &ServerError{Server: o.s.server, Call: "FetchResults", Message: "malformed result set: " + err.Error()}
+	if resp.malformed != nil {
+		return nil, &ServerError{Server: o.s.server, Call: "FetchResults", Message: "malformed result set: " + resp.malformed.Error()}
 	}
+	b := resp.batch
+	if b == nil {
+		b = &Batch{}
+	}
+	o.remember(b)
 	b.StartRow = o.next
 	o.next += int64(b.Rows)
 	if b.Rows == 0 {
 		o.done = true
 	}
 	return b, nil
+}
+
+// remember keeps each string column's data size as the next batch's
+// starting buffer size, so that its buffer grows rarely.
+func (o *Operation) remember(b *Batch) {
+	if b.Rows == 0 {
+		return
+	}
+	o.hints = slices.Grow(o.hints[:0], len(b.Columns))[:len(b.Columns)]
+	for i := range b.Columns {
+		o.hints[i] = b.Columns[i].ValueBytes()
+	}
 }
 
 // Cancel asks HS2 to cancel the operation.

@@ -54,12 +54,12 @@ func (o *Operation) FetchAhead(ctx context.Context, maxRows, next int) (*Batch, 
 // fetchPipelined is one FetchResults call on a binary transport with the
 // session lock held: it reads the answer to the request sent ahead for o
 // (or sends one now), after sending the next request ahead when next > 0.
-func (s *Session) fetchPipelined(ctx context.Context, o *Operation, maxRows, next int) (*hiveserver.TFetchResultsResp, error) {
+func (s *Session) fetchPipelined(ctx context.Context, o *Operation, maxRows, next int) (*fetchResult, error) {
 	if err := s.acquire(ctx); err != nil {
 		return nil, err
 	}
 	defer s.release()
-	var resp *hiveserver.TFetchResultsResp
+	var resp *fetchResult
 	err := s.callLocked(ctx, "FetchResults", callOpts{keepAhead: o}, func(ctx context.Context) (*hiveserver.TStatus, error) {
 		seq, ok := int32(0), false
 		if a := s.ahead; a != nil && a.op == o {
@@ -80,11 +80,11 @@ func (s *Session) fetchPipelined(ctx context.Context, o *Operation, maxRows, nex
 			s.ahead = &fetchAhead{op: o, seqID: nseq}
 		}
 		var err error
-		resp, err = s.recvFetch(ctx, seq)
+		resp, err = s.recvFetch(ctx, seq, o.hints)
 		if err != nil {
 			return nil, err
 		}
-		return resp.Status, nil
+		return resp.status, nil
 	})
 	return resp, err
 }
@@ -98,16 +98,18 @@ func (s *Session) sendFetch(ctx context.Context, h *hiveserver.TOperationHandle,
 	return s.seq, tc.Send(ctx, s.proto, s.seq, "FetchResults", args)
 }
 
-func (s *Session) recvFetch(ctx context.Context, seq int32) (*hiveserver.TFetchResultsResp, error) {
-	var result hiveserver.TCLIServiceFetchResultsResult
+// recvFetch reads a FetchResults answer, decoding its rows straight into a
+// Batch (decode.go); hints size string columns' buffers.
+func (s *Session) recvFetch(ctx context.Context, seq int32, hints []int) (*fetchResult, error) {
+	result := &fetchResult{hints: hints}
 	var tc thrift.TStandardClient
-	if err := tc.Recv(ctx, s.proto, seq, "FetchResults", &result); err != nil {
+	if err := tc.Recv(ctx, s.proto, seq, "FetchResults", result); err != nil {
 		return nil, err
 	}
-	if result.Success == nil {
+	if !result.success {
 		return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "FetchResults failed: unknown result")
 	}
-	return result.Success, nil
+	return result, nil
 }
 
 // dropAhead wraps fn so that it first reads and drops the answer to a
@@ -116,7 +118,7 @@ func (s *Session) dropAhead(fn func(context.Context) (*hiveserver.TStatus, error
 	return func(ctx context.Context) (*hiveserver.TStatus, error) {
 		a := s.ahead
 		s.ahead = nil
-		if _, err := s.recvFetch(ctx, a.seqID); err != nil {
+		if _, err := s.recvFetch(ctx, a.seqID, nil); err != nil {
 			return nil, err
 		}
 		return fn(ctx)

@@ -4,6 +4,11 @@
 // Kerberos as SASL GSSAPI with every QOP and as HTTP SPNEGO), sessions,
 // operations, columnar result batches and a session pool.
 //
+// FetchResults answers are decoded by hand (decode.go), not by the
+// generated Thrift code: straight into columnar buffers (numbers swapped in
+// bulk, strings as one buffer plus offsets), because per-value decoding was
+// most of hiveqd's CPU on large results.
+//
 // One Session is one connection: HS2 ties a session to its TCP connection and
 // drops it with the connection, and a connection carries one call at a time.
 package hs2
@@ -172,9 +177,13 @@ func (k Kind) String() string {
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
 
-// Vector is one column of a batch. Only the slice for Kind is set, and its
-// length is the batch's row count. Slices alias Thrift's decoded buffers: no
-// copy on the data path.
+// Vector is one column of a batch. Only the fields for Kind are set, and
+// they hold the batch's row count of values. String and bytes values are
+// Arrow's variable-width layout: value i is Data[Offsets[i]:Offsets[i+1]],
+// with len(Offsets) = rows+1 (Offsets[0] need not be 0 in a slice of a
+// batch). The decoder fills every buffer once per FetchResults answer and
+// never reuses it, so a batch may be kept, sliced and aliased freely (the
+// gRPC codec and the Arrow writer send the buffers without copying values).
 type Vector struct {
 	Kind Kind
 	// Nulls is HS2's bitmap: row i is NULL when bit 1<<(i%8) of byte i/8 is
@@ -185,8 +194,55 @@ type Vector struct {
 	Int32s  []int32
 	Int64s  []int64
 	Doubles []float64
-	Strings []string
-	Bytes   [][]byte
+	// KindString, KindBytes: the values' bytes end to end, and rows+1
+	// offsets into them.
+	Data    []byte
+	Offsets []int32
+}
+
+// StringVector builds a KindString vector from Go strings (for tests and
+// small results; the decoder builds Data and Offsets directly).
+func StringVector(ss []string, nulls []byte) Vector {
+	v := Vector{Kind: KindString, Nulls: nulls, Offsets: make([]int32, len(ss)+1)}
+	for i, s := range ss {
+		v.Data = append(v.Data, s...)
+		v.Offsets[i+1] = int32(len(v.Data))
+	}
+	return v
+}
+
+// BytesVector builds a KindBytes vector from byte slices.
+func BytesVector(bs [][]byte, nulls []byte) Vector {
+	v := Vector{Kind: KindBytes, Nulls: nulls, Offsets: make([]int32, len(bs)+1)}
+	for i, b := range bs {
+		v.Data = append(v.Data, b...)
+		v.Offsets[i+1] = int32(len(v.Data))
+	}
+	return v
+}
+
+// At is value i of a string or bytes vector, aliasing Data.
+func (v *Vector) At(i int) []byte { return v.Data[v.Offsets[i]:v.Offsets[i+1]:v.Offsets[i+1]] }
+
+// Str is value i of a string or bytes vector as a string (a copy).
+func (v *Vector) Str(i int) string { return string(v.At(i)) }
+
+// Strings returns every value of a string or bytes vector as a Go string
+// (copies; for tests and printing, not for the data path).
+func (v *Vector) Strings() []string {
+	out := make([]string, v.Len())
+	for i := range out {
+		out[i] = v.Str(i)
+	}
+	return out
+}
+
+// ValueBytes is the size of the values of a string or bytes vector.
+func (v *Vector) ValueBytes() int {
+	if len(v.Offsets) == 0 {
+		return 0
+	}
+	return int(v.Offsets[len(v.Offsets)-1] - v.Offsets[0])
 }
 
 // Len is the number of rows in v.
@@ -200,10 +256,8 @@ func (v *Vector) Len() int {
 		return len(v.Int64s)
 	case KindDouble:
 		return len(v.Doubles)
-	case KindString:
-		return len(v.Strings)
-	case KindBytes:
-		return len(v.Bytes)
+	case KindString, KindBytes:
+		return max(len(v.Offsets)-1, 0)
 	}
 	return 0
 }
@@ -230,9 +284,9 @@ func (v *Vector) Value(i int) any {
 	case KindDouble:
 		return v.Doubles[i]
 	case KindString:
-		return v.Strings[i]
+		return v.Str(i)
 	case KindBytes:
-		return v.Bytes[i]
+		return append([]byte{}, v.At(i)...)
 	}
 	return nil
 }

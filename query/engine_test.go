@@ -343,7 +343,7 @@ func checkSynth(t *testing.T, bs []*hs2.Batch) int64 {
 			if c[2].IsNull(i) != synth.DNull(r) || !synth.DNull(r) && c[2].Doubles[i] != synth.D(r) {
 				t.Fatalf("row %d: d %v", r, c[2].Value(i))
 			}
-			if c[3].IsNull(i) != synth.SNull(r) || !synth.SNull(r) && c[3].Strings[i] != synth.S(r) {
+			if c[3].IsNull(i) != synth.SNull(r) || !synth.SNull(r) && c[3].Str(i) != synth.S(r) {
 				t.Fatalf("row %d: s %v", r, c[3].Value(i))
 			}
 			if c[4].IsNull(i) != synth.BNull(r) || !synth.BNull(r) && c[4].Bools[i] != synth.B(r) {

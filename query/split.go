@@ -87,20 +87,12 @@ func batchBytes(cols []hs2.Vector, variable []int, fixed, i, j int) int {
 	n := fixed*(j-i) + (j-i+7)/8*len(cols)
 	for _, c := range variable {
 		v := &cols[c]
-		if v.Kind == hs2.KindString {
-			for _, s := range v.Strings[i:j] {
-				n += len(s)
-			}
-		} else {
-			for _, s := range v.Bytes[i:j] {
-				n += len(s)
-			}
-		}
+		n += int(v.Offsets[j] - v.Offsets[i])
 	}
 	return n
 }
 
-// subBatch is rows [i, j) of b, sharing b's value slices.
+// subBatch is rows [i, j) of b, sharing b's value slices and data buffers.
 func subBatch(b *hs2.Batch, i, j int) *hs2.Batch {
 	if i == 0 && j == b.Rows {
 		return b
@@ -120,10 +112,9 @@ func subBatch(b *hs2.Batch, i, j int) *hs2.Batch {
 			w.Int64s = v.Int64s[i:j:j]
 		case hs2.KindDouble:
 			w.Doubles = v.Doubles[i:j:j]
-		case hs2.KindString:
-			w.Strings = v.Strings[i:j:j]
-		case hs2.KindBytes:
-			w.Bytes = v.Bytes[i:j:j]
+		case hs2.KindString, hs2.KindBytes:
+			// The offsets of rows i..j, into the whole batch's data.
+			w.Data, w.Offsets = v.Data, v.Offsets[i:j+1:j+1]
 		}
 	}
 	return out

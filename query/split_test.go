@@ -32,10 +32,12 @@ func randomBatch(r *rand.Rand, rows, maxWidth int) *hs2.Batch {
 				v.Int64s = append(v.Int64s, r.Int64())
 			case hs2.KindDouble:
 				v.Doubles = append(v.Doubles, r.Float64())
-			case hs2.KindString:
-				v.Strings = append(v.Strings, strings.Repeat("x", r.IntN(maxWidth+1)))
-			case hs2.KindBytes:
-				v.Bytes = append(v.Bytes, make([]byte, r.IntN(maxWidth+1)))
+			case hs2.KindString, hs2.KindBytes:
+				if v.Offsets == nil {
+					v.Offsets = []int32{0}
+				}
+				v.Data = append(v.Data, strings.Repeat("x", r.IntN(maxWidth+1))...)
+				v.Offsets = append(v.Offsets, int32(len(v.Data)))
 			}
 		}
 		if any {

@@ -24,6 +24,13 @@ if [ -d .git ] || git rev-parse --git-dir >/dev/null 2>&1; then
   fi
 fi
 
+# The wire stays backward compatible: proto/ against the last released API,
+# a buf image committed at proto/breaking-baseline.binpb (works without git
+# history or the schema registry). Refresh it only on a deliberate break:
+#   (cd proto && buf build -o breaking-baseline.binpb)
+echo "== buf breaking"
+(cd proto && buf breaking --against breaking-baseline.binpb)
+
 echo "== go vet"
 go vet ./...
 

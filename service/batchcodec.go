@@ -25,19 +25,26 @@ import (
 // order and packing of its deterministic output; the tests compare them
 // byte for byte), in two tight passes (sizes, then data), into reused
 // buffers, checking UTF-8 once over each string column's encoded bytes.
+//
+// A client that asks for BATCH_LAYOUT_COMPACT gets integers as fixed-width
+// little-endian arrays and each string or bytes column as one buffer plus
+// offsets: on a little-endian host every column but booleans and
+// variable-width offsets that do not start at 0 is one memmove from the
+// batch hs2 decoded, and a client decodes a column with two allocations.
 
 // batchMsg is a batch event on its way to the codec. It is also a
 // proto.Message (ProtoReflect builds the ordinary message, strings made
 // valid), so a server without this package's codec still sends it right.
 type batchMsg struct {
-	b     *hs2.Batch
-	once  sync.Once
-	proto *hiveqv1.ExecuteResponse
+	b       *hs2.Batch
+	compact bool // BATCH_LAYOUT_COMPACT
+	once    sync.Once
+	proto   *hiveqv1.ExecuteResponse
 }
 
 func (m *batchMsg) ProtoReflect() protoreflect.Message {
 	m.once.Do(func() {
-		m.proto = &hiveqv1.ExecuteResponse{Event: &hiveqv1.ExecuteResponse_Batch{Batch: toBatch(m.b)}}
+		m.proto = &hiveqv1.ExecuteResponse{Event: &hiveqv1.ExecuteResponse_Batch{Batch: toBatch(m.b, m.compact)}}
 	})
 	return m.proto.ProtoReflect()
 }
@@ -50,15 +57,43 @@ const (
 	tagColumn        = 3<<3 | 2 // RowBatch.columns
 	tagNulls         = 1<<3 | 2 // ColumnVector.nulls
 	tagValues        = 1<<3 | 2 // XxxValues.values: packed, or one string
+	tagData          = 1<<3 | 2 // BufferValues.data
+	tagOffsets       = 2<<3 | 2 // BufferValues.offsets (packed)
 )
 
 // valuesTag is the ColumnVector oneof field (bool_values = 2 ...
-// bytes_values = 7) of a kind; 0 for a kind without one.
-func valuesTag(k hs2.Kind) byte {
+// bytes_values = 7; compact: fixed32_values = 8 ... bytes_buffer = 11) of a
+// kind; 0 for a kind without one.
+func valuesTag(k hs2.Kind, compact bool) byte {
 	if k < hs2.KindBool || k > hs2.KindBytes {
 		return 0
 	}
+	if compact && k != hs2.KindBool && k != hs2.KindDouble {
+		return compactFields[k]<<3 | 2
+	}
 	return byte(k+1)<<3 | 2
+}
+
+var compactFields = [...]byte{hs2.KindInt32: 8, hs2.KindInt64: 9, hs2.KindString: 10, hs2.KindBytes: 11}
+
+// nativeLE: the host stores integers little-endian, as protobuf's fixed
+// types are, so fixed-width columns are copied as memory.
+var nativeLE = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// asBytes is the memory of xs as bytes.
+func asBytes[T any](xs []T) []byte {
+	if len(xs) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(xs))), len(xs)*int(unsafe.Sizeof(xs[0])))
+}
+
+// varData is a string or bytes column's values, end to end.
+func varData(v *hs2.Vector) []byte {
+	if len(v.Offsets) == 0 {
+		return nil
+	}
+	return v.Data[v.Offsets[0]:v.Offsets[len(v.Offsets)-1]]
 }
 
 // colSize is one column's sizes from the first pass.
@@ -71,31 +106,48 @@ type colSize struct {
 // lenField is the size of a length-delimited field with a 1-byte tag.
 func lenField(n int) int { return 1 + protowire.SizeBytes(n) }
 
-func sizeColumn(v *hs2.Vector) colSize {
+func sizeColumn(v *hs2.Vector, compact bool) colSize {
 	var cs colSize
 	switch v.Kind {
 	case hs2.KindBool:
 		cs.payload = len(v.Bools)
 	case hs2.KindInt32:
+		if compact {
+			cs.payload = 4 * len(v.Int32s)
+			break
+		}
 		for _, x := range v.Int32s {
 			cs.payload += protowire.SizeVarint(uint64(int64(x)))
 		}
 	case hs2.KindInt64:
+		if compact {
+			cs.payload = 8 * len(v.Int64s)
+			break
+		}
 		for _, x := range v.Int64s {
 			cs.payload += protowire.SizeVarint(uint64(x))
 		}
 	case hs2.KindDouble:
 		cs.payload = 8 * len(v.Doubles)
-	case hs2.KindString:
-		for _, s := range v.Strings {
-			cs.payload += lenField(len(s))
+	case hs2.KindString, hs2.KindBytes:
+		n := v.Len()
+		if compact {
+			cs.payload = len(varData(v))
+			break
 		}
-	case hs2.KindBytes:
-		for _, b := range v.Bytes {
-			cs.payload += lenField(len(b))
+		// Each value: tag, length varint, bytes.
+		cs.payload = n + v.ValueBytes()
+		for i := range n {
+			cs.payload += protowire.SizeVarint(uint64(v.Offsets[i+1] - v.Offsets[i]))
 		}
 	}
 	switch {
+	case (v.Kind == hs2.KindString || v.Kind == hs2.KindBytes) && compact:
+		// BufferValues: data (omitted when empty), then n+1 offsets.
+		if cs.payload > 0 {
+			cs.values = lenField(cs.payload)
+		}
+		cs.values += lenField(4 * (v.Len() + 1))
 	case v.Kind == hs2.KindString || v.Kind == hs2.KindBytes:
 		cs.values = cs.payload // repeated elements, each its own field
 	case cs.payload > 0:
@@ -104,7 +156,7 @@ func sizeColumn(v *hs2.Vector) colSize {
 	if len(v.Nulls) > 0 {
 		cs.msg = lenField(len(v.Nulls))
 	}
-	if valuesTag(v.Kind) != 0 {
+	if valuesTag(v.Kind, compact) != 0 {
 		cs.msg += lenField(cs.values)
 	}
 	return cs
@@ -112,29 +164,36 @@ func sizeColumn(v *hs2.Vector) colSize {
 
 var errInvalidUTF8 = errors.New("invalid UTF-8")
 
-// marshalBatch encodes b as an ExecuteResponse batch event. Strings that
-// are not valid UTF-8 (which protobuf forbids) go out with U+FFFD, as
+// marshalBatch encodes b as an ExecuteResponse batch event in the old or
+// the compact layout. Strings that are not valid UTF-8 (which protobuf
+// forbids, and the compact layout promises) go out with U+FFFD, as
 // validStrings makes them.
-func marshalBatch(b *hs2.Batch) mem.BufferSlice {
-	data, err := encodeBatch(b, true)
+func marshalBatch(b *hs2.Batch, compact bool) mem.BufferSlice {
+	data, err := encodeBatch(b, compact, true)
 	if err == nil {
 		return data
 	}
 	// Rare (HS2 sends Java strings, always valid): encode a repaired copy.
+	data, _ = encodeBatch(validBatch(b), compact, false)
+	return data
+}
+
+// validBatch is b with every string column made valid UTF-8 (copies).
+func validBatch(b *hs2.Batch) *hs2.Batch {
 	fixed := *b
 	fixed.Columns = append([]hs2.Vector(nil), b.Columns...)
 	for i := range fixed.Columns {
-		if v := &fixed.Columns[i]; v.Kind == hs2.KindString {
-			v.Strings = validStrings(v.Strings)
+		if v := &fixed.Columns[i]; v.Kind == hs2.KindString && !utf8.Valid(varData(v)) {
+			w := hs2.StringVector(validStrings(v.Strings()), v.Nulls)
+			*v = w
 		}
 	}
-	data, _ = encodeBatch(&fixed, false)
-	return data
+	return &fixed
 }
 
 // encodeBatch writes b into a pooled buffer; with check it fails with
 // errInvalidUTF8 when a string is not valid UTF-8.
-func encodeBatch(b *hs2.Batch, check bool) (mem.BufferSlice, error) {
+func encodeBatch(b *hs2.Batch, compact, check bool) (mem.BufferSlice, error) {
 	var small [16]colSize
 	sizes := small[:0]
 	if len(b.Columns) > len(small) {
@@ -149,7 +208,7 @@ func encodeBatch(b *hs2.Batch, check bool) (mem.BufferSlice, error) {
 		body += 1 + protowire.SizeVarint(uint64(rows))
 	}
 	for i := range b.Columns {
-		cs := sizeColumn(&b.Columns[i])
+		cs := sizeColumn(&b.Columns[i], compact)
 		sizes = append(sizes, cs)
 		body += lenField(cs.msg)
 	}
@@ -176,15 +235,19 @@ func encodeBatch(b *hs2.Batch, check bool) (mem.BufferSlice, error) {
 			out = protowire.AppendVarint(out, uint64(len(v.Nulls)))
 			out = append(out, v.Nulls...)
 		}
-		tag := valuesTag(v.Kind)
+		tag := valuesTag(v.Kind, compact)
 		if tag == 0 {
 			continue
 		}
 		out = append(out, tag)
 		out = protowire.AppendVarint(out, uint64(cs.values))
 		start := len(out)
-		out = appendValues(out, v, cs.payload)
-		if check && v.Kind == hs2.KindString && !validColumn(out[start:], v.Strings) {
+		if compact {
+			out = appendCompact(out, v, cs.payload)
+		} else {
+			out = appendValues(out, v, cs.payload)
+		}
+		if check && v.Kind == hs2.KindString && !validColumn(out[start:], v, compact) {
 			batchBuffers.Put(buf)
 			return nil, errInvalidUTF8
 		}
@@ -197,35 +260,34 @@ func encodeBatch(b *hs2.Batch, check bool) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.NewBuffer(buf, batchBuffers)}, nil
 }
 
-// validColumn reports whether every string is valid UTF-8. enc is the
+// validColumn reports whether every string is valid UTF-8. In the compact
+// layout that is one check of the data buffer. In the old one enc is the
 // column's encoded elements: tags (ASCII) and lengths (ASCII below 128)
 // around the strings' bytes, so one pass over it answers for the usual
 // short strings at memory speed; only if it fails are strings checked one
 // by one (a long string's length prefix is not UTF-8 by itself).
-func validColumn(enc []byte, ss []string) bool {
+func validColumn(enc []byte, v *hs2.Vector, compact bool) bool {
+	if compact {
+		return utf8.Valid(varData(v))
+	}
 	if utf8.Valid(enc) {
 		return true
 	}
-	for _, s := range ss {
-		if !utf8.ValidString(s) {
+	for i := range v.Len() {
+		if !utf8.Valid(v.At(i)) {
 			return false
 		}
 	}
 	return true
 }
 
-// appendValues writes the XxxValues message's content.
+// appendValues writes the XxxValues message's content (the old layout).
 func appendValues(b []byte, v *hs2.Vector, payload int) []byte {
 	switch v.Kind {
-	case hs2.KindString:
-		for _, s := range v.Strings {
-			b = append(b, tagValues)
-			b = appendVarint(b, uint64(len(s)))
-			b = append(b, s...)
-		}
-		return b
-	case hs2.KindBytes:
-		for _, x := range v.Bytes {
+	case hs2.KindString, hs2.KindBytes:
+		offs := v.Offsets
+		for i := 0; i+1 < len(offs); i++ {
+			x := v.Data[offs[i]:offs[i+1]]
 			b = append(b, tagValues)
 			b = appendVarint(b, uint64(len(x)))
 			b = append(b, x...)
@@ -240,17 +302,81 @@ func appendValues(b []byte, v *hs2.Vector, payload int) []byte {
 	switch v.Kind {
 	case hs2.KindBool:
 		// A Go bool is one byte, 0 or 1: its packed encoding exactly.
-		b = append(b, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v.Bools))), len(v.Bools))...)
+		b = append(b, asBytes(v.Bools)...)
 	case hs2.KindInt32:
 		b = appendVarints(b, v.Int32s)
 	case hs2.KindInt64:
 		b = appendVarints(b, v.Int64s)
 	case hs2.KindDouble:
-		for _, x := range v.Doubles {
+		b = appendFixed(b, v.Doubles)
+	}
+	return b
+}
+
+// appendCompact writes the compact layout's values message: packed
+// fixed-width integers, or a BufferValues.
+func appendCompact(b []byte, v *hs2.Vector, payload int) []byte {
+	switch v.Kind {
+	case hs2.KindString, hs2.KindBytes:
+		if payload > 0 {
+			b = append(b, tagData)
+			b = protowire.AppendVarint(b, uint64(payload))
+			b = append(b, varData(v)...)
+		}
+		b = append(b, tagOffsets)
+		b = protowire.AppendVarint(b, uint64(4*(v.Len()+1)))
+		return appendOffsets(b, v.Offsets, v.Len())
+	}
+	if payload == 0 {
+		return b
+	}
+	b = append(b, tagValues)
+	b = protowire.AppendVarint(b, uint64(payload))
+	switch v.Kind {
+	case hs2.KindBool:
+		b = append(b, asBytes(v.Bools)...)
+	case hs2.KindInt32:
+		b = appendFixed(b, v.Int32s)
+	case hs2.KindInt64:
+		b = appendFixed(b, v.Int64s)
+	case hs2.KindDouble:
+		b = appendFixed(b, v.Doubles)
+	}
+	return b
+}
+
+// appendFixed writes xs little-endian: their memory on a little-endian
+// host.
+func appendFixed[T int32 | int64 | float64](b []byte, xs []T) []byte {
+	if nativeLE {
+		return append(b, asBytes(xs)...)
+	}
+	for _, x := range xs {
+		switch x := any(x).(type) {
+		case int32:
+			b = binary.LittleEndian.AppendUint32(b, uint32(x))
+		case int64:
+			b = binary.LittleEndian.AppendUint64(b, uint64(x))
+		case float64:
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(x))
 		}
 	}
 	return b
+}
+
+// appendOffsets writes n+1 offsets rebased to start at 0 (a slice of a
+// batch starts past 0) as fixed32; nil offsets (no rows) are one 0.
+func appendOffsets(b []byte, offs []int32, n int) []byte {
+	if len(offs) == 0 {
+		return binary.LittleEndian.AppendUint32(b, 0)
+	}
+	if base := offs[0]; base != 0 || !nativeLE {
+		for _, o := range offs[:n+1] {
+			b = binary.LittleEndian.AppendUint32(b, uint32(o-base))
+		}
+		return b
+	}
+	return append(b, asBytes(offs[:n+1])...)
 }
 
 // appendVarints writes xs as varints (an int32 sign-extended, as protobuf

@@ -27,7 +27,7 @@ func newLenientCodec() encoding.CodecV2 {
 // Marshal encodes batches by hand (marshalBatch), the rest as proto does.
 func (c lenientCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if m, ok := v.(*batchMsg); ok {
-		return marshalBatch(m.b), nil
+		return marshalBatch(m.b, m.compact), nil
 	}
 	return c.CodecV2.Marshal(v)
 }

@@ -21,7 +21,7 @@ func toResponse(ev query.Event) *hiveqv1.ExecuteResponse {
 	case query.EventSchema:
 		return &hiveqv1.ExecuteResponse{Event: &hiveqv1.ExecuteResponse_Schema{Schema: toSchema(ev.Schema)}}
 	case query.EventBatch:
-		return &hiveqv1.ExecuteResponse{Event: &hiveqv1.ExecuteResponse_Batch{Batch: toBatch(ev.Batch)}}
+		return &hiveqv1.ExecuteResponse{Event: &hiveqv1.ExecuteResponse_Batch{Batch: toBatch(ev.Batch, false)}}
 	}
 	return nil
 }
@@ -74,28 +74,64 @@ func toKind(k hs2.Kind) hiveqv1.ColumnKind {
 	return hiveqv1.ColumnKind_COLUMN_KIND_UNSPECIFIED
 }
 
-func toBatch(b *hs2.Batch) *hiveqv1.RowBatch {
+// toBatch builds the RowBatch message of b in the old or the compact
+// layout (for a server without this package's codec, and for tests; the
+// codec writes the same bytes directly).
+func toBatch(b *hs2.Batch, compact bool) *hiveqv1.RowBatch {
 	out := &hiveqv1.RowBatch{StartRow: b.StartRow, RowCount: int32(b.Rows), Columns: make([]*hiveqv1.ColumnVector, len(b.Columns))}
 	for i := range b.Columns {
 		v := &b.Columns[i]
 		cv := &hiveqv1.ColumnVector{Nulls: v.Nulls}
-		switch v.Kind {
-		case hs2.KindBool:
+		switch {
+		case v.Kind == hs2.KindBool:
 			cv.Values = &hiveqv1.ColumnVector_BoolValues{BoolValues: &hiveqv1.BoolValues{Values: v.Bools}}
-		case hs2.KindInt32:
-			cv.Values = &hiveqv1.ColumnVector_Int32Values{Int32Values: &hiveqv1.Int32Values{Values: v.Int32s}}
-		case hs2.KindInt64:
-			cv.Values = &hiveqv1.ColumnVector_Int64Values{Int64Values: &hiveqv1.Int64Values{Values: v.Int64s}}
-		case hs2.KindDouble:
+		case v.Kind == hs2.KindDouble:
 			cv.Values = &hiveqv1.ColumnVector_DoubleValues{DoubleValues: &hiveqv1.DoubleValues{Values: v.Doubles}}
-		case hs2.KindString:
-			cv.Values = &hiveqv1.ColumnVector_StringValues{StringValues: &hiveqv1.StringValues{Values: validStrings(v.Strings)}}
-		case hs2.KindBytes:
-			cv.Values = &hiveqv1.ColumnVector_BytesValues{BytesValues: &hiveqv1.BytesValues{Values: v.Bytes}}
+		case compact:
+			setCompact(cv, v)
+		case v.Kind == hs2.KindInt32:
+			cv.Values = &hiveqv1.ColumnVector_Int32Values{Int32Values: &hiveqv1.Int32Values{Values: v.Int32s}}
+		case v.Kind == hs2.KindInt64:
+			cv.Values = &hiveqv1.ColumnVector_Int64Values{Int64Values: &hiveqv1.Int64Values{Values: v.Int64s}}
+		case v.Kind == hs2.KindString:
+			cv.Values = &hiveqv1.ColumnVector_StringValues{StringValues: &hiveqv1.StringValues{Values: validStrings(v.Strings())}}
+		case v.Kind == hs2.KindBytes:
+			vals := make([][]byte, v.Len())
+			for i := range vals {
+				vals[i] = v.At(i)
+			}
+			cv.Values = &hiveqv1.ColumnVector_BytesValues{BytesValues: &hiveqv1.BytesValues{Values: vals}}
 		}
 		out.Columns[i] = cv
 	}
 	return out
+}
+
+// setCompact sets an int or variable-width vector in the compact layout.
+func setCompact(cv *hiveqv1.ColumnVector, v *hs2.Vector) {
+	switch v.Kind {
+	case hs2.KindInt32:
+		cv.Values = &hiveqv1.ColumnVector_Fixed32Values{Fixed32Values: &hiveqv1.Fixed32Values{Values: v.Int32s}}
+	case hs2.KindInt64:
+		cv.Values = &hiveqv1.ColumnVector_Fixed64Values{Fixed64Values: &hiveqv1.Fixed64Values{Values: v.Int64s}}
+	case hs2.KindString:
+		if !utf8.Valid(varData(v)) {
+			w := hs2.StringVector(validStrings(v.Strings()), v.Nulls)
+			v = &w
+		}
+		cv.Values = &hiveqv1.ColumnVector_StringBuffer{StringBuffer: bufferValues(v)}
+	case hs2.KindBytes:
+		cv.Values = &hiveqv1.ColumnVector_BytesBuffer{BytesBuffer: bufferValues(v)}
+	}
+}
+
+func bufferValues(v *hs2.Vector) *hiveqv1.BufferValues {
+	n := v.Len()
+	offs := make([]uint32, n+1)
+	for i := 1; i <= n; i++ {
+		offs[i] = uint32(v.Offsets[i] - v.Offsets[0])
+	}
+	return &hiveqv1.BufferValues{Data: varData(v), Offsets: offs}
 }
 
 // validStrings returns ss, or a copy with invalid UTF-8 replaced: protobuf

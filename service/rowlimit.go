@@ -17,8 +17,9 @@ const DefaultMaxMessageBytes = 4 << 20
 // MetaRow is the ErrorInfo metadata key naming a result row (0-based).
 const MetaRow = "row"
 
-// batchSize is the exact encoded size of b as an ExecuteResponse.
-func batchSize(b *hs2.Batch) int {
+// batchSize is the exact encoded size of b as an ExecuteResponse in the
+// old or the compact layout.
+func batchSize(b *hs2.Batch, compact bool) int {
 	body := 0
 	if b.StartRow != 0 {
 		body += 1 + protowire.SizeVarint(uint64(b.StartRow))
@@ -27,7 +28,7 @@ func batchSize(b *hs2.Batch) int {
 		body += 1 + protowire.SizeVarint(uint64(rows))
 	}
 	for i := range b.Columns {
-		body += lenField(sizeColumn(&b.Columns[i]).msg)
+		body += lenField(sizeColumn(&b.Columns[i], compact).msg)
 	}
 	return lenField(body)
 }
@@ -41,13 +42,14 @@ func checkBatchSize(b *hs2.Batch, schema hs2.Schema, limit int) error {
 	if b.Rows != 1 {
 		return nil
 	}
-	n := batchSize(b)
+	// The larger of the two layouts (they differ by a few bytes a column).
+	n := max(batchSize(b, false), batchSize(b, true))
 	if n <= limit {
 		return nil
 	}
 	widest, width := -1, 0
 	for i := range b.Columns {
-		if w := sizeColumn(&b.Columns[i]).msg; w > width {
+		if w := sizeColumn(&b.Columns[i], false).msg; w > width {
 			widest, width = i, w
 		}
 	}

@@ -10,17 +10,19 @@ import (
 // batchSize is exactly what the codec writes.
 func TestBatchSizeIsExact(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	cases := []*hs2.Batch{{}, {StartRow: 1 << 40, Rows: 1, Columns: []hs2.Vector{{Kind: hs2.KindString, Strings: []string{"x"}}}}}
+	cases := []*hs2.Batch{{}, {StartRow: 1 << 40, Rows: 1, Columns: []hs2.Vector{hs2.StringVector([]string{"x"}, nil)}}}
 	for _, rows := range []int{1, 8, 9, 1000} {
 		b := randomBatch(r, rows)
 		b.StartRow = int64(rows) * 12345
 		cases = append(cases, b)
 	}
-	for i, b := range cases {
-		data := marshalBatch(b)
-		if got, want := batchSize(b), data.Len(); got != want {
-			t.Errorf("case %d: batchSize %d, encoded %d", i, got, want)
+	for _, compact := range []bool{false, true} {
+		for i, b := range cases {
+			data := marshalBatch(b, compact)
+			if got, want := batchSize(b, compact), data.Len(); got != want {
+				t.Errorf("compact %v case %d: batchSize %d, encoded %d", compact, i, got, want)
+			}
+			data.Free()
 		}
-		data.Free()
 	}
 }

@@ -89,6 +89,7 @@ func (s *Service) Execute(req *hiveqv1.ExecuteRequest, stream grpc.ServerStreami
 		DisableRerun: req.GetDisableRerun(),
 	}
 	var schema hs2.Schema
+	compact := req.GetBatchLayout() == hiveqv1.BatchLayout_BATCH_LAYOUT_COMPACT
 	err := s.engine.Execute(ctx, qreq, func(ev query.Event) error {
 		switch ev.Kind {
 		case query.EventBatch:
@@ -96,7 +97,7 @@ func (s *Service) Execute(req *hiveqv1.ExecuteRequest, stream grpc.ServerStreami
 				return err
 			}
 			// The codec encodes batches straight from hs2 (batchcodec.go).
-			return stream.SendMsg(&batchMsg{b: ev.Batch})
+			return stream.SendMsg(&batchMsg{b: ev.Batch, compact: compact})
 		case query.EventSchema:
 			schema = ev.Schema
 		}

@@ -2,10 +2,12 @@ package sqlcli
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	hiveqv1 "github.com/hiveqd/hiveqd/gen/hiveq/v1"
 )
@@ -31,6 +33,27 @@ type vector struct {
 	doubles   []float64
 	strings   []string
 	bytes     [][]byte
+	// A string or bytes column in the compact layout: value i is
+	// data[offs[i]:offs[i+1]] (buffered is set).
+	buffered bool
+	data     []byte
+	offs     []uint32
+}
+
+// str is string value i in either layout.
+func (v *vector) str(i int) string {
+	if v.buffered {
+		return string(v.data[v.offs[i]:v.offs[i+1]])
+	}
+	return v.strings[i]
+}
+
+// bin is bytes value i in either layout.
+func (v *vector) bin(i int) []byte {
+	if v.buffered {
+		return v.data[v.offs[i]:v.offs[i+1]]
+	}
+	return v.bytes[i]
 }
 
 func (v *vector) isNull(i int) bool {
@@ -48,12 +71,40 @@ func (v *vector) len() int {
 		return len(v.int64s)
 	case hiveqv1.ColumnKind_COLUMN_KIND_DOUBLE:
 		return len(v.doubles)
-	case hiveqv1.ColumnKind_COLUMN_KIND_STRING:
-		return len(v.strings)
-	case hiveqv1.ColumnKind_COLUMN_KIND_BYTES:
+	case hiveqv1.ColumnKind_COLUMN_KIND_STRING, hiveqv1.ColumnKind_COLUMN_KIND_BYTES:
+		if v.buffered {
+			return max(len(v.offs)-1, 0)
+		}
+		if v.kind == hiveqv1.ColumnKind_COLUMN_KIND_STRING {
+			return len(v.strings)
+		}
 		return len(v.bytes)
 	}
 	return 0
+}
+
+// setBuffer takes a compact string or bytes column, checking its offsets
+// (and, for strings, UTF-8) once so that values index without checks.
+func (v *vector) setBuffer(kind hiveqv1.ColumnKind, b *hiveqv1.BufferValues) error {
+	v.kind, v.buffered, v.data, v.offs = kind, true, b.GetData(), b.GetOffsets()
+	if len(v.offs) == 0 {
+		return nil
+	}
+	if v.offs[0] != 0 {
+		return fmt.Errorf("first offset %d, want 0", v.offs[0])
+	}
+	for i := 1; i < len(v.offs); i++ {
+		if v.offs[i] < v.offs[i-1] {
+			return fmt.Errorf("offset %d decreases", i)
+		}
+	}
+	if int64(v.offs[len(v.offs)-1]) > int64(len(v.data)) {
+		return fmt.Errorf("offsets past the %d-byte data", len(v.data))
+	}
+	if kind == hiveqv1.ColumnKind_COLUMN_KIND_STRING && !utf8.Valid(v.data) {
+		return errors.New("string data is not UTF-8")
+	}
+	return nil
 }
 
 // decodeBatch checks b against the schema. A vector may be
@@ -71,6 +122,7 @@ func decodeBatch(b *hiveqv1.RowBatch, schema []*hiveqv1.ColumnSchema) (*batch, e
 	out := &batch{rows: rows, cols: make([]vector, ncols)}
 	for c, cv := range b.GetColumns() {
 		v := vector{nulls: cv.GetNulls(), floatBits: 64}
+		var err error
 		if strings.EqualFold(strings.TrimSpace(schema[c].GetType()), "float") {
 			v.floatBits = 32
 		}
@@ -87,6 +139,17 @@ func decodeBatch(b *hiveqv1.RowBatch, schema []*hiveqv1.ColumnSchema) (*batch, e
 			v.kind, v.strings = hiveqv1.ColumnKind_COLUMN_KIND_STRING, vals.StringValues.GetValues()
 		case *hiveqv1.ColumnVector_BytesValues:
 			v.kind, v.bytes = hiveqv1.ColumnKind_COLUMN_KIND_BYTES, vals.BytesValues.GetValues()
+		case *hiveqv1.ColumnVector_Fixed32Values:
+			v.kind, v.int32s = hiveqv1.ColumnKind_COLUMN_KIND_INT32, vals.Fixed32Values.GetValues()
+		case *hiveqv1.ColumnVector_Fixed64Values:
+			v.kind, v.int64s = hiveqv1.ColumnKind_COLUMN_KIND_INT64, vals.Fixed64Values.GetValues()
+		case *hiveqv1.ColumnVector_StringBuffer:
+			err = v.setBuffer(hiveqv1.ColumnKind_COLUMN_KIND_STRING, vals.StringBuffer)
+		case *hiveqv1.ColumnVector_BytesBuffer:
+			err = v.setBuffer(hiveqv1.ColumnKind_COLUMN_KIND_BYTES, vals.BytesBuffer)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("batch at row %d, column %d: %w", b.GetStartRow(), c+1, err)
 		}
 		if len(v.nulls) > 0 && len(v.nulls) < (rows+7)/8 {
 			return nil, fmt.Errorf("batch at row %d, column %d: NULL bitmap of %d bytes for %d rows", b.GetStartRow(), c+1, len(v.nulls), rows)
@@ -113,9 +176,9 @@ func (v *vector) text(i int) string {
 	case hiveqv1.ColumnKind_COLUMN_KIND_DOUBLE:
 		return string(appendFloat(nil, v.doubles[i], v.floatBits))
 	case hiveqv1.ColumnKind_COLUMN_KIND_STRING:
-		return v.strings[i]
+		return v.str(i)
 	case hiveqv1.ColumnKind_COLUMN_KIND_BYTES:
-		return base64.StdEncoding.EncodeToString(v.bytes[i])
+		return base64.StdEncoding.EncodeToString(v.bin(i))
 	}
 	return ""
 }
@@ -140,10 +203,10 @@ func (v *vector) appendJSON(b []byte, i int) []byte {
 		}
 		return appendFloat(b, f, v.floatBits)
 	case hiveqv1.ColumnKind_COLUMN_KIND_STRING:
-		return appendJSONString(b, v.strings[i])
+		return appendJSONString(b, v.str(i))
 	case hiveqv1.ColumnKind_COLUMN_KIND_BYTES:
 		b = append(b, '"')
-		b = base64.StdEncoding.AppendEncode(b, v.bytes[i])
+		b = base64.StdEncoding.AppendEncode(b, v.bin(i))
 		return append(b, '"')
 	}
 	return append(b, "null"...)

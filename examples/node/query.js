@@ -95,6 +95,9 @@ const call = client.Execute({
   config,
   fetch_size: Number(args.values['fetch-size']),
   max_rows: args.values['max-rows'],
+  // Integers as fixed-width arrays, each string column as one UTF-8 buffer
+  // plus offsets (see README, "Batch layouts").
+  batch_layout: 'BATCH_LAYOUT_COMPACT',
 }, metadata, callOptions);
 
 let interrupted = false;
@@ -112,15 +115,35 @@ function isNull(nulls, i) {
   return b < nulls.length && (nulls[b] & (1 << (i & 7))) !== 0;
 }
 
-// jsonValue renders one value as JSON text.
-function jsonValue(kind, values, i) {
-  const v = values[i];
-  switch (kind) {
-    case 'int64_values': return String(v); // a decimal string: exact, printed as a JSON number
-    case 'double_values': return Number.isFinite(v) ? JSON.stringify(v) : JSON.stringify(String(v));
-    case 'bytes_values': return JSON.stringify(Buffer.from(v).toString('base64'));
-    default: return JSON.stringify(v); // bool, int32, string
+// jsonValue renders value i of a vector as JSON text.
+function jsonValue(v, i) {
+  switch (v.kind) {
+    case 'int64_values':
+    case 'fixed64_values': return String(v.values[i]); // a decimal string: exact, printed as a JSON number
+    case 'double_values': return Number.isFinite(v.values[i]) ? JSON.stringify(v.values[i]) : JSON.stringify(String(v.values[i]));
+    case 'bytes_values': return JSON.stringify(Buffer.from(v.values[i]).toString('base64'));
+    // The compact layout's buffers: value i is data[offsets[i], offsets[i+1]).
+    case 'string_buffer': return JSON.stringify(v.data.toString('utf8', v.offsets[i], v.offsets[i + 1]));
+    case 'bytes_buffer': return JSON.stringify(v.data.subarray(v.offsets[i], v.offsets[i + 1]).toString('base64'));
+    default: return JSON.stringify(v.values[i]); // bool, int32 (varint or fixed), string
   }
+}
+
+// vector prepares one ColumnVector of either layout: length is how many
+// values it carries.
+function vector(vec) {
+  const kind = vec.values; // which oneof member is set, or undefined
+  const nulls = vec.nulls || Buffer.alloc(0);
+  if (kind === 'string_buffer' || kind === 'bytes_buffer') {
+    const data = Buffer.from(vec[kind].data || []);
+    const offsets = vec[kind].offsets;
+    for (let i = 1; i < offsets.length; i++) {
+      if (offsets[i] < offsets[i - 1] || offsets[i] > data.length) throw new Error(`bad offsets in a ${kind}`);
+    }
+    return { nulls, kind, data, offsets, length: Math.max(offsets.length - 1, 0) };
+  }
+  const values = kind ? vec[kind].values : [];
+  return { nulls, kind, values, length: values.length };
 }
 
 let columns = [];
@@ -131,15 +154,12 @@ function onBatch(batch) {
   if (batch.columns.length !== columns.length) {
     throw new Error(`batch at row ${batch.start_row} has ${batch.columns.length} columns, the schema ${columns.length}`);
   }
-  const vectors = batch.columns.map((vec) => {
-    const kind = vec.values; // which oneof member is set, or undefined
-    return { nulls: vec.nulls || Buffer.alloc(0), kind, values: kind ? vec[kind].values : [] };
-  });
+  const vectors = batch.columns.map(vector);
   for (let r = 0; r < n; r++) {
     const cells = vectors.map((v) => {
       if (isNull(v.nulls, r)) return 'null';
-      if (r >= v.values.length) throw new Error(`batch at row ${batch.start_row}: a column has ${v.values.length} values for ${n} rows`);
-      return jsonValue(v.kind, v.values, r);
+      if (r >= v.length) throw new Error(`batch at row ${batch.start_row}: a column has ${v.length} values for ${n} rows`);
+      return jsonValue(v, r);
     });
     console.log(`row: [${cells.join(',')}]`);
   }

@@ -86,28 +86,44 @@ const (
 )
 
 func TestRowsEveryKind(t *testing.T) {
+	t.Run("values layout", func(t *testing.T) { testRowsEveryKind(t, false) })
+	t.Run("compact layout", func(t *testing.T) { testRowsEveryKind(t, true) })
+}
+
+// testRowsEveryKind: the example prints the same rows whichever layout
+// the server sends (it asks for the compact one; an older server sends the
+// values layout).
+func testRowsEveryKind(t *testing.T, compact bool) {
 	needNode(t)
+	layout := func(ev *hiveqv1.ExecuteResponse) *hiveqv1.ExecuteResponse {
+		if b := ev.GetBatch(); b != nil && compact {
+			for i, c := range b.Columns {
+				b.Columns[i] = st.Compact(c)
+			}
+		}
+		return ev
+	}
 	srv := st.Start(t, st.Canned(nil,
 		st.Status("q-1", hiveqv1.QueryState_QUERY_STATE_RUNNING, 0.5, 0),
 		st.Schema(st.Col("t.b", "boolean", kBool), st.Col("t.i", "int", kInt32), st.Col("t.l", "bigint", kInt64),
 			st.Col("t.d", "double", kDouble), st.Col("t.s", "string", kString), st.Col("t.bin", "binary", kBytes)),
-		st.Batch(0, 2,
+		layout(st.Batch(0, 2,
 			st.Bools([]bool{true, false}),
 			st.Int32s([]int32{-7, 0}, 1),
 			st.Int64s([]int64{9007199254740993, 0}, 1),
 			st.Doubles([]float64{1.5, 0}, 1),
 			st.Strings([]string{"héllo, \"world\"", ""}, 1),
 			st.Bytes([][]byte{{0, 1, 2, 0xff}, nil}, 1),
-		),
+		)),
 		// Nine rows: the NULL bitmap spans two bytes.
-		st.Batch(2, 9,
+		layout(st.Batch(2, 9,
 			st.Bools(make([]bool, 9), 0, 8),
 			st.Int32s([]int32{1, 2, 3, 4, 5, 6, 7, 8, 2147483647}, 7),
 			st.Int64s([]int64{-9223372036854775808, 0, 0, 0, 0, 0, 0, 0, 0}, 1, 2, 3, 4, 5, 6, 7, 8),
 			st.Doubles([]float64{1e21, 0, 0, 0, 0, 0, 0, 0, 0}, 1, 2, 3, 4, 5, 6, 7, 8),
 			st.Strings(make([]string, 9), 1, 2, 3, 4, 5, 6, 7, 8),
 			st.Bytes(make([][]byte, 9), 1, 2, 3, 4, 5, 6, 7, 8),
-		),
+		)),
 		st.Status("q-1", hiveqv1.QueryState_QUERY_STATE_FINISHED, 1, 11),
 	))
 	r := runNode(t, []string{"HIVEQD_TOKEN=node-token"}, srv.Addr, "SELECT * FROM t", "--connector", "etl", "--database", "sales",
@@ -139,6 +155,9 @@ end: OK, 11 rows
 		t.Fatalf("%d calls", len(calls))
 	}
 	req := calls[0].Request
+	if req.GetBatchLayout() != hiveqv1.BatchLayout_BATCH_LAYOUT_COMPACT {
+		t.Errorf("batch_layout %v, want COMPACT", req.GetBatchLayout())
+	}
 	if req.GetStatement() != "SELECT * FROM t" || req.GetConnector() != "etl" || req.GetDatabase() != "sales" || req.GetFetchSize() != 100 || req.GetMaxRows() != 20 ||
 		!reflect.DeepEqual(req.GetConfig(), map[string]string{"hive.exec.parallel": "true"}) {
 		t.Errorf("request %v", req)

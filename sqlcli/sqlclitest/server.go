@@ -190,3 +190,33 @@ func Strings(v []string, null ...int) *hiveqv1.ColumnVector {
 func Bytes(v [][]byte, null ...int) *hiveqv1.ColumnVector {
 	return &hiveqv1.ColumnVector{Nulls: Nulls(len(v), null...), Values: &hiveqv1.ColumnVector_BytesValues{BytesValues: &hiveqv1.BytesValues{Values: v}}}
 }
+
+// Compact is a ColumnVector of the values layout in the compact layout
+// (BATCH_LAYOUT_COMPACT): fixed-width integers, strings and bytes as one
+// buffer plus offsets.
+func Compact(cv *hiveqv1.ColumnVector) *hiveqv1.ColumnVector {
+	out := &hiveqv1.ColumnVector{Nulls: cv.GetNulls(), Values: cv.GetValues()}
+	buffer := func(vals [][]byte) *hiveqv1.BufferValues {
+		b := &hiveqv1.BufferValues{Offsets: []uint32{0}}
+		for _, v := range vals {
+			b.Data = append(b.Data, v...)
+			b.Offsets = append(b.Offsets, uint32(len(b.Data)))
+		}
+		return b
+	}
+	switch v := cv.GetValues().(type) {
+	case *hiveqv1.ColumnVector_Int32Values:
+		out.Values = &hiveqv1.ColumnVector_Fixed32Values{Fixed32Values: &hiveqv1.Fixed32Values{Values: v.Int32Values.GetValues()}}
+	case *hiveqv1.ColumnVector_Int64Values:
+		out.Values = &hiveqv1.ColumnVector_Fixed64Values{Fixed64Values: &hiveqv1.Fixed64Values{Values: v.Int64Values.GetValues()}}
+	case *hiveqv1.ColumnVector_StringValues:
+		var vals [][]byte
+		for _, s := range v.StringValues.GetValues() {
+			vals = append(vals, []byte(s))
+		}
+		out.Values = &hiveqv1.ColumnVector_StringBuffer{StringBuffer: buffer(vals)}
+	case *hiveqv1.ColumnVector_BytesValues:
+		out.Values = &hiveqv1.ColumnVector_BytesBuffer{BytesBuffer: buffer(v.BytesValues.GetValues())}
+	}
+	return out
+}

@@ -33,10 +33,12 @@ import (
 
 // Client kinds.
 const (
-	modeDirect    = "direct"     // hs2 package, one session reused across queries
-	modeDirectNew = "direct-new" // hs2 package, a new session per query
-	modeGRPC      = "grpc"       // generated gRPC client through hiveqd
-	modeGohive    = "gohive"     // github.com/beltran/gohive cursor, row by row
+	modeDirect    = "direct"      // hs2 package, one session reused across queries
+	modeDirectNew = "direct-new"  // hs2 package, a new session per query
+	modeGRPC      = "grpc"        // generated gRPC client through hiveqd, compact batch layout
+	modeGRPCOld   = "grpc-values" // the same, asking for the original (values) layout
+	modeGohive    = "gohive"      // github.com/beltran/gohive cursor, row by row
+	modeThrift    = "thrift"      // generated TCLIService code over Apache Thrift, columnar (thrift.go)
 )
 
 const (
@@ -83,7 +85,7 @@ func workerMain() int {
 			}
 		}
 	}
-	w := &worker{sessions: map[string]*hs2.Session{}, conns: map[string]*grpc.ClientConn{}, gohives: map[string]*gohive.Connection{}, adbcs: map[string]adbc.Connection{}}
+	w := &worker{sessions: map[string]*hs2.Session{}, conns: map[string]*grpc.ClientConn{}, gohives: map[string]*gohive.Connection{}, thrifts: map[string]*thriftClient{}, adbcs: map[string]adbc.Connection{}}
 	defer w.close()
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 1<<20), 1<<20)
@@ -108,6 +110,7 @@ type worker struct {
 	sessions map[string]*hs2.Session
 	conns    map[string]*grpc.ClientConn
 	gohives  map[string]*gohive.Connection
+	thrifts  map[string]*thriftClient
 	adbcs    map[string]adbc.Connection
 }
 
@@ -160,7 +163,7 @@ func (w *worker) stream(ctx context.Context, req workerRequest) (int64, error) {
 	switch req.Mode {
 	case modeDirect, modeDirectNew:
 		return w.direct(ctx, req)
-	case modeGRPC:
+	case modeGRPC, modeGRPCOld:
 		c, err := w.conn(req.Addr)
 		if err != nil {
 			return 0, err
@@ -169,6 +172,8 @@ func (w *worker) stream(ctx context.Context, req workerRequest) (int64, error) {
 		return rows, err
 	case modeGohive:
 		return w.gohive(ctx, req)
+	case modeThrift:
+		return w.thrift(ctx, req)
 	case modeADBC:
 		return w.adbc(ctx, req)
 	}
@@ -269,7 +274,11 @@ func dialGRPC(addr string) (*grpc.ClientConn, error) {
 // the generated protobuf code, as a user's client would. It returns the
 // rows and the time the first batch arrived (zero if none).
 func grpcStream(ctx context.Context, c hiveqv1.QueryServiceClient, req workerRequest, start time.Time) (int64, time.Time, error) {
-	stream, err := c.Execute(ctx, &hiveqv1.ExecuteRequest{Statement: req.Stmt, FetchSize: int32(req.FetchSize)})
+	layout := hiveqv1.BatchLayout_BATCH_LAYOUT_COMPACT
+	if req.Mode == modeGRPCOld {
+		layout = hiveqv1.BatchLayout_BATCH_LAYOUT_VALUES
+	}
+	stream, err := c.Execute(ctx, &hiveqv1.ExecuteRequest{Statement: req.Stmt, FetchSize: int32(req.FetchSize), BatchLayout: layout})
 	if err != nil {
 		return 0, time.Time{}, err
 	}
@@ -288,6 +297,9 @@ func grpcStream(ctx context.Context, c hiveqv1.QueryServiceClient, req workerReq
 		case *hiveqv1.ExecuteResponse_Batch:
 			if first.IsZero() {
 				first = time.Now()
+				if err := checkLayout(e.Batch, layout); err != nil {
+					return rows, first, err
+				}
 			}
 			rows += int64(e.Batch.GetRowCount())
 			if r := req.ReadRowsPerSecond; r > 0 {
@@ -308,6 +320,24 @@ func grpcStream(ctx context.Context, c hiveqv1.QueryServiceClient, req workerReq
 		return rows, first, errors.New("stream ended without FINISHED")
 	}
 	return rows, first, nil
+}
+
+// checkLayout makes sure the server sent the layout asked for (a server
+// that predates batch_layout sends the values layout to everyone).
+func checkLayout(b *hiveqv1.RowBatch, layout hiveqv1.BatchLayout) error {
+	for _, c := range b.GetColumns() {
+		switch c.GetValues().(type) {
+		case *hiveqv1.ColumnVector_Int32Values, *hiveqv1.ColumnVector_Int64Values, *hiveqv1.ColumnVector_StringValues, *hiveqv1.ColumnVector_BytesValues:
+			if layout == hiveqv1.BatchLayout_BATCH_LAYOUT_COMPACT {
+				return errors.New("asked for the compact batch layout, got the values layout")
+			}
+		case *hiveqv1.ColumnVector_Fixed32Values, *hiveqv1.ColumnVector_Fixed64Values, *hiveqv1.ColumnVector_StringBuffer, *hiveqv1.ColumnVector_BytesBuffer:
+			if layout != hiveqv1.BatchLayout_BATCH_LAYOUT_COMPACT {
+				return errors.New("asked for the values batch layout, got the compact layout")
+			}
+		}
+	}
+	return nil
 }
 
 // gohive reads the rows one at a time through gohive's cursor into typed
@@ -379,7 +409,7 @@ func (w *worker) latency(ctx context.Context, req workerRequest) ([]float64, err
 		start := time.Now()
 		var rows int64
 		var err error
-		if req.Mode == modeGRPC {
+		if req.Mode == modeGRPC || req.Mode == modeGRPCOld {
 			var c *grpc.ClientConn
 			if c, err = w.conn(req.Addr); err == nil {
 				rows, _, err = grpcStream(ctx, hiveqv1.NewQueryServiceClient(c), req, start)

@@ -22,6 +22,61 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// BatchLayout is a client's choice of ColumnVector encoding.
+type BatchLayout int32
+
+const (
+	// The same as BATCH_LAYOUT_VALUES (what clients that predate the field get).
+	BatchLayout_BATCH_LAYOUT_UNSPECIFIED BatchLayout = 0
+	// bool_values, int32_values, int64_values (varints), double_values,
+	// string_values and bytes_values (one element per value).
+	BatchLayout_BATCH_LAYOUT_VALUES BatchLayout = 1
+	// bool_values, fixed32_values, fixed64_values, double_values,
+	// string_buffer and bytes_buffer.
+	BatchLayout_BATCH_LAYOUT_COMPACT BatchLayout = 2
+)
+
+// Enum value maps for BatchLayout.
+var (
+	BatchLayout_name = map[int32]string{
+		0: "BATCH_LAYOUT_UNSPECIFIED",
+		1: "BATCH_LAYOUT_VALUES",
+		2: "BATCH_LAYOUT_COMPACT",
+	}
+	BatchLayout_value = map[string]int32{
+		"BATCH_LAYOUT_UNSPECIFIED": 0,
+		"BATCH_LAYOUT_VALUES":      1,
+		"BATCH_LAYOUT_COMPACT":     2,
+	}
+)
+
+func (x BatchLayout) Enum() *BatchLayout {
+	p := new(BatchLayout)
+	*p = x
+	return p
+}
+
+func (x BatchLayout) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BatchLayout) Descriptor() protoreflect.EnumDescriptor {
+	return file_hiveq_v1_query_proto_enumTypes[0].Descriptor()
+}
+
+func (BatchLayout) Type() protoreflect.EnumType {
+	return &file_hiveq_v1_query_proto_enumTypes[0]
+}
+
+func (x BatchLayout) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BatchLayout.Descriptor instead.
+func (BatchLayout) EnumDescriptor() ([]byte, []int) {
+	return file_hiveq_v1_query_proto_rawDescGZIP(), []int{0}
+}
+
 type QueryState int32
 
 const (
@@ -73,11 +128,11 @@ func (x QueryState) String() string {
 }
 
 func (QueryState) Descriptor() protoreflect.EnumDescriptor {
-	return file_hiveq_v1_query_proto_enumTypes[0].Descriptor()
+	return file_hiveq_v1_query_proto_enumTypes[1].Descriptor()
 }
 
 func (QueryState) Type() protoreflect.EnumType {
-	return &file_hiveq_v1_query_proto_enumTypes[0]
+	return &file_hiveq_v1_query_proto_enumTypes[1]
 }
 
 func (x QueryState) Number() protoreflect.EnumNumber {
@@ -86,7 +141,7 @@ func (x QueryState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use QueryState.Descriptor instead.
 func (QueryState) EnumDescriptor() ([]byte, []int) {
-	return file_hiveq_v1_query_proto_rawDescGZIP(), []int{0}
+	return file_hiveq_v1_query_proto_rawDescGZIP(), []int{1}
 }
 
 // ColumnKind says which values field of a ColumnVector carries the column.
@@ -139,11 +194,11 @@ func (x ColumnKind) String() string {
 }
 
 func (ColumnKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_hiveq_v1_query_proto_enumTypes[1].Descriptor()
+	return file_hiveq_v1_query_proto_enumTypes[2].Descriptor()
 }
 
 func (ColumnKind) Type() protoreflect.EnumType {
-	return &file_hiveq_v1_query_proto_enumTypes[1]
+	return &file_hiveq_v1_query_proto_enumTypes[2]
 }
 
 func (x ColumnKind) Number() protoreflect.EnumNumber {
@@ -152,7 +207,7 @@ func (x ColumnKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ColumnKind.Descriptor instead.
 func (ColumnKind) EnumDescriptor() ([]byte, []int) {
-	return file_hiveq_v1_query_proto_rawDescGZIP(), []int{1}
+	return file_hiveq_v1_query_proto_rawDescGZIP(), []int{2}
 }
 
 type ExecuteRequest struct {
@@ -175,7 +230,13 @@ type ExecuteRequest struct {
 	// Turns transparent re-runs off for this query: a read whose server is
 	// lost before it sent anything then ends in error instead of running
 	// again on the new route (see QueryStatus.reruns).
-	DisableRerun  bool `protobuf:"varint,8,opt,name=disable_rerun,json=disableRerun,proto3" json:"disable_rerun,omitempty"`
+	DisableRerun bool `protobuf:"varint,8,opt,name=disable_rerun,json=disableRerun,proto3" json:"disable_rerun,omitempty"`
+	// How row batches are laid out on the wire. Unset (or VALUES) is the
+	// original layout, one protobuf value per cell; COMPACT sends integers
+	// as fixed-width little-endian arrays and each string or bytes column as
+	// one buffer plus offsets (see ColumnVector), which a client decodes
+	// with a few allocations per column instead of one per value.
+	BatchLayout   BatchLayout `protobuf:"varint,9,opt,name=batch_layout,json=batchLayout,proto3,enum=hiveq.v1.BatchLayout" json:"batch_layout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -264,6 +325,13 @@ func (x *ExecuteRequest) GetDisableRerun() bool {
 		return x.DisableRerun
 	}
 	return false
+}
+
+func (x *ExecuteRequest) GetBatchLayout() BatchLayout {
+	if x != nil {
+		return x.BatchLayout
+	}
+	return BatchLayout_BATCH_LAYOUT_UNSPECIFIED
 }
 
 type ExecuteResponse struct {
@@ -699,6 +767,10 @@ type ColumnVector struct {
 	//	*ColumnVector_DoubleValues
 	//	*ColumnVector_StringValues
 	//	*ColumnVector_BytesValues
+	//	*ColumnVector_Fixed32Values
+	//	*ColumnVector_Fixed64Values
+	//	*ColumnVector_StringBuffer
+	//	*ColumnVector_BytesBuffer
 	Values        isColumnVector_Values `protobuf_oneof:"values"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -802,6 +874,42 @@ func (x *ColumnVector) GetBytesValues() *BytesValues {
 	return nil
 }
 
+func (x *ColumnVector) GetFixed32Values() *Fixed32Values {
+	if x != nil {
+		if x, ok := x.Values.(*ColumnVector_Fixed32Values); ok {
+			return x.Fixed32Values
+		}
+	}
+	return nil
+}
+
+func (x *ColumnVector) GetFixed64Values() *Fixed64Values {
+	if x != nil {
+		if x, ok := x.Values.(*ColumnVector_Fixed64Values); ok {
+			return x.Fixed64Values
+		}
+	}
+	return nil
+}
+
+func (x *ColumnVector) GetStringBuffer() *BufferValues {
+	if x != nil {
+		if x, ok := x.Values.(*ColumnVector_StringBuffer); ok {
+			return x.StringBuffer
+		}
+	}
+	return nil
+}
+
+func (x *ColumnVector) GetBytesBuffer() *BufferValues {
+	if x != nil {
+		if x, ok := x.Values.(*ColumnVector_BytesBuffer); ok {
+			return x.BytesBuffer
+		}
+	}
+	return nil
+}
+
 type isColumnVector_Values interface {
 	isColumnVector_Values()
 }
@@ -830,6 +938,26 @@ type ColumnVector_BytesValues struct {
 	BytesValues *BytesValues `protobuf:"bytes,7,opt,name=bytes_values,json=bytesValues,proto3,oneof"`
 }
 
+type ColumnVector_Fixed32Values struct {
+	// BATCH_LAYOUT_COMPACT: an INT32 column.
+	Fixed32Values *Fixed32Values `protobuf:"bytes,8,opt,name=fixed32_values,json=fixed32Values,proto3,oneof"`
+}
+
+type ColumnVector_Fixed64Values struct {
+	// BATCH_LAYOUT_COMPACT: an INT64 column.
+	Fixed64Values *Fixed64Values `protobuf:"bytes,9,opt,name=fixed64_values,json=fixed64Values,proto3,oneof"`
+}
+
+type ColumnVector_StringBuffer struct {
+	// BATCH_LAYOUT_COMPACT: a STRING column (data is UTF-8).
+	StringBuffer *BufferValues `protobuf:"bytes,10,opt,name=string_buffer,json=stringBuffer,proto3,oneof"`
+}
+
+type ColumnVector_BytesBuffer struct {
+	// BATCH_LAYOUT_COMPACT: a BYTES column.
+	BytesBuffer *BufferValues `protobuf:"bytes,11,opt,name=bytes_buffer,json=bytesBuffer,proto3,oneof"`
+}
+
 func (*ColumnVector_BoolValues) isColumnVector_Values() {}
 
 func (*ColumnVector_Int32Values) isColumnVector_Values() {}
@@ -841,6 +969,14 @@ func (*ColumnVector_DoubleValues) isColumnVector_Values() {}
 func (*ColumnVector_StringValues) isColumnVector_Values() {}
 
 func (*ColumnVector_BytesValues) isColumnVector_Values() {}
+
+func (*ColumnVector_Fixed32Values) isColumnVector_Values() {}
+
+func (*ColumnVector_Fixed64Values) isColumnVector_Values() {}
+
+func (*ColumnVector_StringBuffer) isColumnVector_Values() {}
+
+func (*ColumnVector_BytesBuffer) isColumnVector_Values() {}
 
 type BoolValues struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1106,6 +1242,156 @@ func (x *BytesValues) GetValues() [][]byte {
 	return nil
 }
 
+// Fixed32Values is an int32 column as packed sfixed32: 4 bytes per value,
+// little-endian two's complement, so a client may copy the packed field's
+// bytes straight into an int32 array.
+type Fixed32Values struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Values        []int32                `protobuf:"fixed32,1,rep,packed,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fixed32Values) Reset() {
+	*x = Fixed32Values{}
+	mi := &file_hiveq_v1_query_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fixed32Values) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fixed32Values) ProtoMessage() {}
+
+func (x *Fixed32Values) ProtoReflect() protoreflect.Message {
+	mi := &file_hiveq_v1_query_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fixed32Values.ProtoReflect.Descriptor instead.
+func (*Fixed32Values) Descriptor() ([]byte, []int) {
+	return file_hiveq_v1_query_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Fixed32Values) GetValues() []int32 {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+// Fixed64Values is an int64 column as packed sfixed64 (8 bytes per value,
+// little-endian).
+type Fixed64Values struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Values        []int64                `protobuf:"fixed64,1,rep,packed,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fixed64Values) Reset() {
+	*x = Fixed64Values{}
+	mi := &file_hiveq_v1_query_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fixed64Values) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fixed64Values) ProtoMessage() {}
+
+func (x *Fixed64Values) ProtoReflect() protoreflect.Message {
+	mi := &file_hiveq_v1_query_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fixed64Values.ProtoReflect.Descriptor instead.
+func (*Fixed64Values) Descriptor() ([]byte, []int) {
+	return file_hiveq_v1_query_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Fixed64Values) GetValues() []int64 {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+// BufferValues is a variable-width column as Arrow lays one out: every
+// value's bytes end to end in data, and row_count + 1 offsets (the first
+// 0, the last len(data)), so that value i is data[offsets[i]:offsets[i+1]].
+// A NULL row is an empty value. Offsets are packed fixed32 (4 bytes each,
+// little-endian): Arrow's int32 offset buffer as is.
+type BufferValues struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Offsets       []uint32               `protobuf:"fixed32,2,rep,packed,name=offsets,proto3" json:"offsets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BufferValues) Reset() {
+	*x = BufferValues{}
+	mi := &file_hiveq_v1_query_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BufferValues) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BufferValues) ProtoMessage() {}
+
+func (x *BufferValues) ProtoReflect() protoreflect.Message {
+	mi := &file_hiveq_v1_query_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BufferValues.ProtoReflect.Descriptor instead.
+func (*BufferValues) Descriptor() ([]byte, []int) {
+	return file_hiveq_v1_query_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *BufferValues) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *BufferValues) GetOffsets() []uint32 {
+	if x != nil {
+		return x.Offsets
+	}
+	return nil
+}
+
 type CancelRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	QueryId       string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
@@ -1115,7 +1401,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_hiveq_v1_query_proto_msgTypes[13]
+	mi := &file_hiveq_v1_query_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1413,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hiveq_v1_query_proto_msgTypes[13]
+	mi := &file_hiveq_v1_query_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1426,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_hiveq_v1_query_proto_rawDescGZIP(), []int{13}
+	return file_hiveq_v1_query_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CancelRequest) GetQueryId() string {
@@ -1160,7 +1446,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_hiveq_v1_query_proto_msgTypes[14]
+	mi := &file_hiveq_v1_query_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1458,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hiveq_v1_query_proto_msgTypes[14]
+	mi := &file_hiveq_v1_query_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1471,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_hiveq_v1_query_proto_rawDescGZIP(), []int{14}
+	return file_hiveq_v1_query_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CancelResponse) GetState() QueryState {
@@ -1199,7 +1485,7 @@ var File_hiveq_v1_query_proto protoreflect.FileDescriptor
 
 const file_hiveq_v1_query_proto_rawDesc = "" +
 	"\n" +
-	"\x14hiveq/v1/query.proto\x12\bhiveq.v1\x1a\x1egoogle/protobuf/duration.proto\"\xdb\x02\n" +
+	"\x14hiveq/v1/query.proto\x12\bhiveq.v1\x1a\x1egoogle/protobuf/duration.proto\"\x95\x03\n" +
 	"\x0eExecuteRequest\x12\x1c\n" +
 	"\tstatement\x18\x01 \x01(\tR\tstatement\x12\x1c\n" +
 	"\tconnector\x18\x02 \x01(\tR\tconnector\x12\x1a\n" +
@@ -1209,7 +1495,8 @@ const file_hiveq_v1_query_proto_rawDesc = "" +
 	"fetch_size\x18\x05 \x01(\x05R\tfetchSize\x12\x19\n" +
 	"\bmax_rows\x18\x06 \x01(\x03R\amaxRows\x12\x19\n" +
 	"\bquery_id\x18\a \x01(\tR\aqueryId\x12#\n" +
-	"\rdisable_rerun\x18\b \x01(\bR\fdisableRerun\x1a9\n" +
+	"\rdisable_rerun\x18\b \x01(\bR\fdisableRerun\x128\n" +
+	"\fbatch_layout\x18\t \x01(\x0e2\x15.hiveq.v1.BatchLayoutR\vbatchLayout\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa9\x01\n" +
@@ -1243,7 +1530,7 @@ const file_hiveq_v1_query_proto_rawDesc = "" +
 	"\bRowBatch\x12\x1b\n" +
 	"\tstart_row\x18\x01 \x01(\x03R\bstartRow\x12\x1b\n" +
 	"\trow_count\x18\x02 \x01(\x05R\browCount\x120\n" +
-	"\acolumns\x18\x03 \x03(\v2\x16.hiveq.v1.ColumnVectorR\acolumns\"\x99\x03\n" +
+	"\acolumns\x18\x03 \x03(\v2\x16.hiveq.v1.ColumnVectorR\acolumns\"\x99\x05\n" +
 	"\fColumnVector\x12\x14\n" +
 	"\x05nulls\x18\x01 \x01(\fR\x05nulls\x127\n" +
 	"\vbool_values\x18\x02 \x01(\v2\x14.hiveq.v1.BoolValuesH\x00R\n" +
@@ -1252,7 +1539,12 @@ const file_hiveq_v1_query_proto_rawDesc = "" +
 	"\fint64_values\x18\x04 \x01(\v2\x15.hiveq.v1.Int64ValuesH\x00R\vint64Values\x12=\n" +
 	"\rdouble_values\x18\x05 \x01(\v2\x16.hiveq.v1.DoubleValuesH\x00R\fdoubleValues\x12=\n" +
 	"\rstring_values\x18\x06 \x01(\v2\x16.hiveq.v1.StringValuesH\x00R\fstringValues\x12:\n" +
-	"\fbytes_values\x18\a \x01(\v2\x15.hiveq.v1.BytesValuesH\x00R\vbytesValuesB\b\n" +
+	"\fbytes_values\x18\a \x01(\v2\x15.hiveq.v1.BytesValuesH\x00R\vbytesValues\x12@\n" +
+	"\x0efixed32_values\x18\b \x01(\v2\x17.hiveq.v1.Fixed32ValuesH\x00R\rfixed32Values\x12@\n" +
+	"\x0efixed64_values\x18\t \x01(\v2\x17.hiveq.v1.Fixed64ValuesH\x00R\rfixed64Values\x12=\n" +
+	"\rstring_buffer\x18\n" +
+	" \x01(\v2\x16.hiveq.v1.BufferValuesH\x00R\fstringBuffer\x12;\n" +
+	"\fbytes_buffer\x18\v \x01(\v2\x16.hiveq.v1.BufferValuesH\x00R\vbytesBufferB\b\n" +
 	"\x06values\"$\n" +
 	"\n" +
 	"BoolValues\x12\x16\n" +
@@ -1266,11 +1558,22 @@ const file_hiveq_v1_query_proto_rawDesc = "" +
 	"\fStringValues\x12\x16\n" +
 	"\x06values\x18\x01 \x03(\tR\x06values\"%\n" +
 	"\vBytesValues\x12\x16\n" +
-	"\x06values\x18\x01 \x03(\fR\x06values\"*\n" +
+	"\x06values\x18\x01 \x03(\fR\x06values\"'\n" +
+	"\rFixed32Values\x12\x16\n" +
+	"\x06values\x18\x01 \x03(\x0fR\x06values\"'\n" +
+	"\rFixed64Values\x12\x16\n" +
+	"\x06values\x18\x01 \x03(\x10R\x06values\"<\n" +
+	"\fBufferValues\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x18\n" +
+	"\aoffsets\x18\x02 \x03(\aR\aoffsets\"*\n" +
 	"\rCancelRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\"<\n" +
 	"\x0eCancelResponse\x12*\n" +
-	"\x05state\x18\x01 \x01(\x0e2\x14.hiveq.v1.QueryStateR\x05state*\xdd\x01\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x14.hiveq.v1.QueryStateR\x05state*^\n" +
+	"\vBatchLayout\x12\x1c\n" +
+	"\x18BATCH_LAYOUT_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13BATCH_LAYOUT_VALUES\x10\x01\x12\x18\n" +
+	"\x14BATCH_LAYOUT_COMPACT\x10\x02*\xdd\x01\n" +
 	"\n" +
 	"QueryState\x12\x1b\n" +
 	"\x17QUERY_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
@@ -1306,55 +1609,64 @@ func file_hiveq_v1_query_proto_rawDescGZIP() []byte {
 	return file_hiveq_v1_query_proto_rawDescData
 }
 
-var file_hiveq_v1_query_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_hiveq_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_hiveq_v1_query_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_hiveq_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_hiveq_v1_query_proto_goTypes = []any{
-	(QueryState)(0),             // 0: hiveq.v1.QueryState
-	(ColumnKind)(0),             // 1: hiveq.v1.ColumnKind
-	(*ExecuteRequest)(nil),      // 2: hiveq.v1.ExecuteRequest
-	(*ExecuteResponse)(nil),     // 3: hiveq.v1.ExecuteResponse
-	(*QueryStatus)(nil),         // 4: hiveq.v1.QueryStatus
-	(*ResultSchema)(nil),        // 5: hiveq.v1.ResultSchema
-	(*ColumnSchema)(nil),        // 6: hiveq.v1.ColumnSchema
-	(*RowBatch)(nil),            // 7: hiveq.v1.RowBatch
-	(*ColumnVector)(nil),        // 8: hiveq.v1.ColumnVector
-	(*BoolValues)(nil),          // 9: hiveq.v1.BoolValues
-	(*Int32Values)(nil),         // 10: hiveq.v1.Int32Values
-	(*Int64Values)(nil),         // 11: hiveq.v1.Int64Values
-	(*DoubleValues)(nil),        // 12: hiveq.v1.DoubleValues
-	(*StringValues)(nil),        // 13: hiveq.v1.StringValues
-	(*BytesValues)(nil),         // 14: hiveq.v1.BytesValues
-	(*CancelRequest)(nil),       // 15: hiveq.v1.CancelRequest
-	(*CancelResponse)(nil),      // 16: hiveq.v1.CancelResponse
-	nil,                         // 17: hiveq.v1.ExecuteRequest.ConfigEntry
-	(*durationpb.Duration)(nil), // 18: google.protobuf.Duration
+	(BatchLayout)(0),            // 0: hiveq.v1.BatchLayout
+	(QueryState)(0),             // 1: hiveq.v1.QueryState
+	(ColumnKind)(0),             // 2: hiveq.v1.ColumnKind
+	(*ExecuteRequest)(nil),      // 3: hiveq.v1.ExecuteRequest
+	(*ExecuteResponse)(nil),     // 4: hiveq.v1.ExecuteResponse
+	(*QueryStatus)(nil),         // 5: hiveq.v1.QueryStatus
+	(*ResultSchema)(nil),        // 6: hiveq.v1.ResultSchema
+	(*ColumnSchema)(nil),        // 7: hiveq.v1.ColumnSchema
+	(*RowBatch)(nil),            // 8: hiveq.v1.RowBatch
+	(*ColumnVector)(nil),        // 9: hiveq.v1.ColumnVector
+	(*BoolValues)(nil),          // 10: hiveq.v1.BoolValues
+	(*Int32Values)(nil),         // 11: hiveq.v1.Int32Values
+	(*Int64Values)(nil),         // 12: hiveq.v1.Int64Values
+	(*DoubleValues)(nil),        // 13: hiveq.v1.DoubleValues
+	(*StringValues)(nil),        // 14: hiveq.v1.StringValues
+	(*BytesValues)(nil),         // 15: hiveq.v1.BytesValues
+	(*Fixed32Values)(nil),       // 16: hiveq.v1.Fixed32Values
+	(*Fixed64Values)(nil),       // 17: hiveq.v1.Fixed64Values
+	(*BufferValues)(nil),        // 18: hiveq.v1.BufferValues
+	(*CancelRequest)(nil),       // 19: hiveq.v1.CancelRequest
+	(*CancelResponse)(nil),      // 20: hiveq.v1.CancelResponse
+	nil,                         // 21: hiveq.v1.ExecuteRequest.ConfigEntry
+	(*durationpb.Duration)(nil), // 22: google.protobuf.Duration
 }
 var file_hiveq_v1_query_proto_depIdxs = []int32{
-	17, // 0: hiveq.v1.ExecuteRequest.config:type_name -> hiveq.v1.ExecuteRequest.ConfigEntry
-	4,  // 1: hiveq.v1.ExecuteResponse.status:type_name -> hiveq.v1.QueryStatus
-	5,  // 2: hiveq.v1.ExecuteResponse.schema:type_name -> hiveq.v1.ResultSchema
-	7,  // 3: hiveq.v1.ExecuteResponse.batch:type_name -> hiveq.v1.RowBatch
-	0,  // 4: hiveq.v1.QueryStatus.state:type_name -> hiveq.v1.QueryState
-	18, // 5: hiveq.v1.QueryStatus.elapsed:type_name -> google.protobuf.Duration
-	6,  // 6: hiveq.v1.ResultSchema.columns:type_name -> hiveq.v1.ColumnSchema
-	1,  // 7: hiveq.v1.ColumnSchema.kind:type_name -> hiveq.v1.ColumnKind
-	8,  // 8: hiveq.v1.RowBatch.columns:type_name -> hiveq.v1.ColumnVector
-	9,  // 9: hiveq.v1.ColumnVector.bool_values:type_name -> hiveq.v1.BoolValues
-	10, // 10: hiveq.v1.ColumnVector.int32_values:type_name -> hiveq.v1.Int32Values
-	11, // 11: hiveq.v1.ColumnVector.int64_values:type_name -> hiveq.v1.Int64Values
-	12, // 12: hiveq.v1.ColumnVector.double_values:type_name -> hiveq.v1.DoubleValues
-	13, // 13: hiveq.v1.ColumnVector.string_values:type_name -> hiveq.v1.StringValues
-	14, // 14: hiveq.v1.ColumnVector.bytes_values:type_name -> hiveq.v1.BytesValues
-	0,  // 15: hiveq.v1.CancelResponse.state:type_name -> hiveq.v1.QueryState
-	2,  // 16: hiveq.v1.QueryService.Execute:input_type -> hiveq.v1.ExecuteRequest
-	15, // 17: hiveq.v1.QueryService.Cancel:input_type -> hiveq.v1.CancelRequest
-	3,  // 18: hiveq.v1.QueryService.Execute:output_type -> hiveq.v1.ExecuteResponse
-	16, // 19: hiveq.v1.QueryService.Cancel:output_type -> hiveq.v1.CancelResponse
-	18, // [18:20] is the sub-list for method output_type
-	16, // [16:18] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	21, // 0: hiveq.v1.ExecuteRequest.config:type_name -> hiveq.v1.ExecuteRequest.ConfigEntry
+	0,  // 1: hiveq.v1.ExecuteRequest.batch_layout:type_name -> hiveq.v1.BatchLayout
+	5,  // 2: hiveq.v1.ExecuteResponse.status:type_name -> hiveq.v1.QueryStatus
+	6,  // 3: hiveq.v1.ExecuteResponse.schema:type_name -> hiveq.v1.ResultSchema
+	8,  // 4: hiveq.v1.ExecuteResponse.batch:type_name -> hiveq.v1.RowBatch
+	1,  // 5: hiveq.v1.QueryStatus.state:type_name -> hiveq.v1.QueryState
+	22, // 6: hiveq.v1.QueryStatus.elapsed:type_name -> google.protobuf.Duration
+	7,  // 7: hiveq.v1.ResultSchema.columns:type_name -> hiveq.v1.ColumnSchema
+	2,  // 8: hiveq.v1.ColumnSchema.kind:type_name -> hiveq.v1.ColumnKind
+	9,  // 9: hiveq.v1.RowBatch.columns:type_name -> hiveq.v1.ColumnVector
+	10, // 10: hiveq.v1.ColumnVector.bool_values:type_name -> hiveq.v1.BoolValues
+	11, // 11: hiveq.v1.ColumnVector.int32_values:type_name -> hiveq.v1.Int32Values
+	12, // 12: hiveq.v1.ColumnVector.int64_values:type_name -> hiveq.v1.Int64Values
+	13, // 13: hiveq.v1.ColumnVector.double_values:type_name -> hiveq.v1.DoubleValues
+	14, // 14: hiveq.v1.ColumnVector.string_values:type_name -> hiveq.v1.StringValues
+	15, // 15: hiveq.v1.ColumnVector.bytes_values:type_name -> hiveq.v1.BytesValues
+	16, // 16: hiveq.v1.ColumnVector.fixed32_values:type_name -> hiveq.v1.Fixed32Values
+	17, // 17: hiveq.v1.ColumnVector.fixed64_values:type_name -> hiveq.v1.Fixed64Values
+	18, // 18: hiveq.v1.ColumnVector.string_buffer:type_name -> hiveq.v1.BufferValues
+	18, // 19: hiveq.v1.ColumnVector.bytes_buffer:type_name -> hiveq.v1.BufferValues
+	1,  // 20: hiveq.v1.CancelResponse.state:type_name -> hiveq.v1.QueryState
+	3,  // 21: hiveq.v1.QueryService.Execute:input_type -> hiveq.v1.ExecuteRequest
+	19, // 22: hiveq.v1.QueryService.Cancel:input_type -> hiveq.v1.CancelRequest
+	4,  // 23: hiveq.v1.QueryService.Execute:output_type -> hiveq.v1.ExecuteResponse
+	20, // 24: hiveq.v1.QueryService.Cancel:output_type -> hiveq.v1.CancelResponse
+	23, // [23:25] is the sub-list for method output_type
+	21, // [21:23] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_hiveq_v1_query_proto_init() }
@@ -1374,14 +1686,18 @@ func file_hiveq_v1_query_proto_init() {
 		(*ColumnVector_DoubleValues)(nil),
 		(*ColumnVector_StringValues)(nil),
 		(*ColumnVector_BytesValues)(nil),
+		(*ColumnVector_Fixed32Values)(nil),
+		(*ColumnVector_Fixed64Values)(nil),
+		(*ColumnVector_StringBuffer)(nil),
+		(*ColumnVector_BytesBuffer)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hiveq_v1_query_proto_rawDesc), len(file_hiveq_v1_query_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   16,
+			NumEnums:      3,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
