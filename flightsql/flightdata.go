@@ -114,7 +114,7 @@ func (m *dataMsg) marshal() mem.BufferSlice {
 			}
 		}
 	}
-	rel := &releaser{rec: m.rec, scratch: framePool.get(size)}
+	rel := &releaser{rec: m.rec, scratch: framePool.get(size), big: make([][]byte, 0, nbig)}
 	rel.refs.Store(int32(1 + nbig))
 	if m.rec != nil {
 		m.rec.Retain()
@@ -134,7 +134,8 @@ func (m *dataMsg) marshal() mem.BufferSlice {
 		from, to int    // in buf, when piece is nil
 		piece    []byte // a big piece
 	}
-	spans := make([]span, 0, 2*nbig+1)
+	var small [16]span
+	spans := small[:0]
 	from := 0
 	for _, p := range m.body {
 		if !m.big(p) {
@@ -158,8 +159,8 @@ func (m *dataMsg) marshal() mem.BufferSlice {
 			out = append(out, root.Slice(s.from, s.to))
 			continue
 		}
-		p := s.piece
-		out = append(out, mem.NewBuffer(&p, rel))
+		rel.big = append(rel.big, s.piece) // within capacity: no slice moves
+		out = append(out, mem.NewBuffer(&rel.big[len(rel.big)-1], rel))
 	}
 	root.Free() // the slices hold it now
 	return out
@@ -172,6 +173,7 @@ type releaser struct {
 	refs    atomic.Int32
 	rec     arrow.RecordBatch
 	scratch *[]byte
+	big     [][]byte // the big pieces, which gRPC's buffers point to
 }
 
 func (r *releaser) Get(n int) *[]byte {
