@@ -44,17 +44,13 @@ func (c flightCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.CodecV2.Marshal(v)
 }
 
-// transportOptions are the Flight SQL server's own gRPC options: its codec,
-// and a write buffer that holds most of a batch. gRPC copies each HTTP/2
-// frame into its connection's write buffer and writes the buffer to the
-// socket when it is full: at the default 32 KiB, a 10 000-row batch of the
-// bench's table (about 300 KB) took ten write calls, each waking the client.
+// transportOptions are the Flight SQL server's own gRPC options: its codec.
+// (A write buffer larger than gRPC's 32 KiB, to write a batch in fewer
+// calls, made ADBC slower and hiveqd's CPU per row higher in the bench: the
+// client waits for bigger chunks instead of decoding while more arrive.)
 func transportOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ForceServerCodecV2(Codec()), grpc.WriteBufferSize(writeBuffer)}
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(Codec())}
 }
-
-// writeBuffer is the Flight SQL port's write buffer per connection.
-const writeBuffer = 256 << 10
 
 // Wire tags of the FlightData fields written here.
 var (
