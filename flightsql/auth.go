@@ -20,6 +20,7 @@ const handshakeMethod = "/arrow.flight.protocol.FlightService/Handshake"
 // the gRPC port; and Flight's Handshake with Basic credentials (any user
 // name, a token as the password) for user/password tools (JDBC, ODBC),
 // which answers with "authorization: Bearer TOKEN" for the calls after.
+// They include the port's codec (Codec).
 func ServerOptions(a *authn.Authenticator) []grpc.ServerOption {
 	unary, streamAuth := a.Interceptors()
 	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
@@ -32,7 +33,7 @@ func ServerOptions(a *authn.Authenticator) []grpc.ServerOption {
 		}
 		return handler(srv, &ctxStream{ServerStream: ss, ctx: ctx})
 	}
-	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)}
+	return append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)}, transportOptions()...)
 }
 
 // handshake authenticates a Handshake and sets the bearer token to use

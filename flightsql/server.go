@@ -117,13 +117,15 @@ func New(cfg Config) (*Server, error) {
 
 // Register registers the Flight service on gs.
 func (s *Server) Register(gs *grpc.Server) {
-	flight.RegisterFlightServiceServer(gs, &flightService{FlightServer: flightsql.NewFlightServerWithAllocator(s, s.alloc)})
+	flight.RegisterFlightServiceServer(gs, &flightService{FlightServer: flightsql.NewFlightServerWithAllocator(s, s.alloc), srv: s})
 }
 
 // flightService adds the Handshake (answered by the auth interceptor,
-// which hands back the bearer token) to the Flight SQL server.
+// which hands back the bearer token) to the Flight SQL server, and streams
+// statement results itself (DoGet).
 type flightService struct {
 	flight.FlightServer
+	srv *Server
 }
 
 func (flightService) Handshake(stream flight.FlightService_HandshakeServer) error {
