@@ -59,7 +59,8 @@ func validity(nulls []byte, n int) (*memory.Buffer, int) {
 	if len(nulls) == 0 {
 		return nil, 0
 	}
-	out := make([]byte, bitmapBytes(n))
+	buf := newBuffer(bitmapBytes(n))
+	out := buf.Bytes()
 	valid := 0
 	for i := range out {
 		var x byte
@@ -75,9 +76,10 @@ func validity(nulls []byte, n int) (*memory.Buffer, int) {
 		valid += bits.OnesCount8(x)
 	}
 	if valid == n {
+		buf.Release()
 		return nil, 0
 	}
-	return memory.NewBufferBytes(out), n - valid
+	return buf, n - valid
 }
 
 func bitmapBytes(n int) int { return (n + 7) / 8 }
@@ -123,13 +125,13 @@ func (c column) array(v *hs2.Vector, n int) (arrow.Array, error) {
 	var extra []*memory.Buffer
 	switch c.to {
 	case tBool:
-		bits := make([]byte, bitmapBytes(n))
+		data = newBuffer(bitmapBytes(n))
+		bits := data.Bytes()
 		for i, x := range v.Bools[:n] {
 			if x {
 				bits[i/8] |= 1 << (i % 8)
 			}
 		}
-		data = memory.NewBufferBytes(bits)
 	case tInt8:
 		data = narrow[int8](v.Int32s[:n])
 	case tInt16:
@@ -169,6 +171,11 @@ func (c column) array(v *hs2.Vector, n int) (arrow.Array, error) {
 	bufs := append([]*memory.Buffer{valid, data}, extra...)
 	d := array.NewData(c.field.Type, n, bufs, nil, nulls, 0)
 	defer d.Release()
+	for _, b := range bufs {
+		if b != nil {
+			b.Release() // d holds them now; recycled buffers go back when it lets go
+		}
+	}
 	return array.MakeFromData(d), nil
 }
 
