@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -397,4 +398,34 @@ func TestCoreRestartedServerClearsCooldown(t *testing.T) {
 	h.wantProbing(ep(1))
 	h.answer(ep(1), nil, time.Millisecond)
 	h.wantChoice(ptr(ep(1)), false)
+}
+
+// A refused health check of the current server is confirmed within
+// maxReportGap, not a whole interval later; a timed-out one waits for the
+// interval (a slow server is not hurried out).
+func TestCoreRefusedConfirmedSoon(t *testing.T) {
+	h := newHarness(t, SelectorConfig{ProbeInterval: time.Second}, nil)
+	h.update(Status{}, cand(1, 1), cand(2, 2))
+	h.answer(ep(1), nil, time.Millisecond)
+	h.answer(ep(2), nil, time.Millisecond)
+	h.wantChoice(ptr(ep(1)), false)
+	h.advance(time.Second)
+	h.answer(ep(1), errConnRefused, time.Millisecond)
+	h.advance(maxReportGap)
+	h.wantProbing(ep(1))
+	h.answer(ep(1), errConnRefused, time.Millisecond)
+	h.wantChoice(ptr(ep(2)), false, "refused every health check")
+	if !h.last().PrevDead {
+		t.Fatalf("a refused server was not declared dead: %+v", h.last())
+	}
+
+	h = newHarness(t, SelectorConfig{ProbeInterval: time.Second}, nil)
+	h.update(Status{}, cand(1, 1), cand(2, 2))
+	h.answer(ep(1), nil, time.Millisecond)
+	h.answer(ep(2), nil, time.Millisecond)
+	h.advance(time.Second)
+	h.answer(ep(1), context.DeadlineExceeded, 500*time.Millisecond)
+	h.advance(maxReportGap)
+	h.wantProbing()
+	h.wantPubs(1)
 }
