@@ -75,7 +75,7 @@ func (w *liveWork) serving(t *testing.T) (harness.Route, *harness.Sim, *harness.
 	return r, cur, other
 }
 
-// restore heals every simulator and registers it again.
+// restore heals every simulator (faults off; a crashed one listens again).
 func (w *liveWork) restore(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -269,51 +269,60 @@ func TestLiveWorkOnFollower(t *testing.T) {
 		}
 	})
 
-	// A read's session is still opening (the serving HS2 holds
-	// OpenSession) when its route is lost: by a manual failover that
-	// aborts running queries, then by the HS2's crash. HS2 never saw the
-	// statement, so the read runs on the other HS2 and the client sees no
-	// error.
-	for _, how := range []string{"abort-failover", "crash"} {
-		t.Run("route-lost-while-session-opening/"+how, func(t *testing.T) {
+	// A read's session is still opening on the serving HS2 when its route
+	// moves on: HS2 never saw the statement, so the read runs on the other
+	// HS2 and the client sees no error, whether the old server was
+	// declared dead (a manual failover that aborts running queries; its
+	// crash) or only routed away from (a default, draining manual
+	// failover; a hang, which the leader's probes time out on). Nothing
+	// waits for the connect or call timeout on the old server.
+	for _, tc := range []struct {
+		name  string
+		fault string // holds the session opening
+		move  func(t *testing.T, ctx context.Context, cur *harness.Sim)
+	}{
+		{"abort-failover", "holdopen", w.failover(true)},
+		{"crash", "holdopen", func(t *testing.T, ctx context.Context, cur *harness.Sim) {
+			if err := cur.Fault(ctx, "crash"); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"drain-failover", "holdopen", w.failover(false)},
+		{"hang", "hang", func(*testing.T, context.Context, *harness.Sim) {}},
+	} {
+		t.Run("route-moves-while-session-opening/"+tc.name, func(t *testing.T) {
 			defer w.restore(t)
 			r0, cur, other := w.serving(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
-			if err := cur.Fault(ctx, "holdopen"); err != nil {
+			if err := cur.Fault(ctx, tc.fault); err != nil {
 				t.Fatal(err)
 			}
 			// A session configuration of its own: no pooled session fits.
 			req := &hiveqv1.ExecuteRequest{Statement: "SELECT * FROM default.employees", Config: map[string]string{"test.case": t.Name()}}
 			done := make(chan harness.Result, 1)
 			go func() { done <- w.follower.Execute(ctx, req, nil, nil) }()
-			testenv.Eventually(t, 20*time.Second, func() error {
-				st, err := cur.Stats(ctx)
-				if err != nil {
-					return err
-				}
-				if st.HeldOpens == 0 {
-					return fmt.Errorf("no OpenSession held on %s", cur.Addr)
-				}
-				return nil
-			})
-			if how == "crash" {
-				if err := cur.Fault(ctx, "crash"); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				admin := hiveqv1.NewClusterServiceClient(w.follower.Conn)
-				resp, err := admin.Failover(ctx, &hiveqv1.FailoverRequest{Connector: connector, Reason: "test", AbortRunning: true})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if cs := resp.GetConnector(); harness.ServerAddr(cs.GetServer()) != other.Addr || !cs.GetPrevDead() {
-					t.Fatalf("aborting failover: %v", cs)
-				}
+			if tc.fault == "holdopen" {
+				testenv.Eventually(t, 20*time.Second, func() error {
+					st, err := cur.Stats(ctx)
+					if err != nil {
+						return err
+					}
+					if st.HeldOpens == 0 {
+						return fmt.Errorf("no OpenSession held on %s", cur.Addr)
+					}
+					return nil
+				})
 			}
+			tc.move(t, ctx, cur)
+			moved := w.movedAway(t, cur.Addr, r0.Epoch)
 			r := <-done
 			if r.Err != nil || r.First.GetServer() != cur.Addr || r.Last.GetServer() != other.Addr || r.Last.GetEpoch() <= r0.Epoch || r.Rows != 6 {
 				t.Fatalf("read whose session was opening: %v; first status %v, last %v, %d rows", r.Err, r.First, r.Last, r.Rows)
+			}
+			// The old server's connect timeout is 5s, its call timeout 30s.
+			if d := r.Finished.Sub(moved); d > 4*time.Second {
+				t.Fatalf("the read finished %v after the route moved: it waited for the old server", d)
 			}
 		})
 	}
@@ -349,6 +358,37 @@ func TestLiveWorkOnFollower(t *testing.T) {
 			t.Errorf("%d rows delivered, %d re-runs", r.Rows, r.Last.GetReruns())
 		}
 	})
+}
+
+// failover asks the follower for a manual failover (abort: of running
+// queries too) and checks that it moved the route to the other HS2.
+func (w *liveWork) failover(abort bool) func(t *testing.T, ctx context.Context, cur *harness.Sim) {
+	return func(t *testing.T, ctx context.Context, cur *harness.Sim) {
+		t.Helper()
+		admin := hiveqv1.NewClusterServiceClient(w.follower.Conn)
+		resp, err := admin.Failover(ctx, &hiveqv1.FailoverRequest{Connector: connector, Reason: "test", AbortRunning: abort})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cs := resp.GetConnector(); harness.ServerAddr(cs.GetServer()) == cur.Addr || cs.GetPrevDead() != abort || cs.GetDrain() == abort {
+			t.Fatalf("manual failover (abort_running %v): %v", abort, cs)
+		}
+	}
+}
+
+// movedAway waits until the follower routes away from srv past epoch and
+// returns when it saw that.
+func (w *liveWork) movedAway(t *testing.T, srv string, epoch uint64) time.Time {
+	t.Helper()
+	var at time.Time
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if r := w.routeOf(t); r.Server == srv || r.Epoch <= epoch {
+			return fmt.Errorf("route %+v", r)
+		}
+		at = time.Now()
+		return nil
+	})
+	return at
 }
 
 // routeOf is the route the follower sees now.
