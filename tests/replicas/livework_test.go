@@ -11,6 +11,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 
 	hiveqv1 "github.com/hiveqd/hiveqd/gen/hiveq/v1"
@@ -18,9 +19,10 @@ import (
 	"github.com/hiveqd/hiveqd/tests/harness"
 )
 
-// liveWork is one cluster (three replicas, two HS2s) shared by the
-// subtests of TestLiveWorkOnFollower: each faults whichever HS2 serves at
-// the time, runs its query on a follower, and leaves both HS2s healthy.
+// liveWork is one cluster (three replicas, two HS2s), or one standalone
+// replica with two HS2s, shared by the subtests of TestLiveWork: each
+// faults whichever HS2 serves at the time, runs its query on a follower
+// (the standalone replica), and leaves both HS2s healthy.
 type liveWork struct {
 	*env
 	leader   string
@@ -164,20 +166,29 @@ func (w *liveWork) movedOff(t *testing.T, srv string, epoch uint64) harness.Rout
 	return r
 }
 
-// TestLiveWorkOnFollower (issue 11): in one three-replica cluster with two
-// HS2s, a query running on a follower replica survives every event that
-// leaves its server alive (slow, GC-paused, deregistered, named by stale
-// failure reports), a read whose server crashes while its session is still
-// opening runs on the other HS2, and a stream cut by a crash mid-result
-// ends ABORTED naming the rows it delivered.
-func TestLiveWorkOnFollower(t *testing.T) {
-	e := start(t, setup{sims: 2}, func(c *harness.ReplicaConfig) {
+// TestLiveWork (issue 11): in one three-replica cluster with two HS2s
+// (queries sent to a follower replica), and in one standalone replica, a
+// running query survives every event that leaves its server alive (slow,
+// GC-paused, deregistered, named by stale failure reports), a read whose
+// session is still opening when its route moves runs on the other HS2,
+// and a stream cut by a crash mid-result ends ABORTED naming the rows it
+// delivered.
+func TestLiveWork(t *testing.T) {
+	t.Run("cluster", func(t *testing.T) { testLiveWork(t, false) })
+	t.Run("standalone", func(t *testing.T) { testLiveWork(t, true) })
+}
+
+func testLiveWork(t *testing.T, standalone bool) {
+	e := start(t, setup{sims: 2, standalone: standalone}, func(c *harness.ReplicaConfig) {
 		c.Cooldown = time.Second
 		c.LogLevel = "debug" // the leader logs the stale reports it ignores
 	})
 	_, leader := e.agreed(20*time.Second, e.clients, nil)
-	w := &liveWork{env: e, leader: leader, follower: e.others(leader)[0]}
-	t.Logf("leader %s; queries go to the follower %s", leader, w.follower.Addr)
+	w := &liveWork{env: e, leader: leader, follower: e.clients[0]}
+	if !standalone {
+		w.follower = e.others(leader)[0]
+		t.Logf("leader %s; queries go to the follower %s", leader, w.follower.Addr)
+	}
 
 	// Every call 1.2s late (probe timeout 1s): the leader routes new
 	// queries away, the running one finishes on the slow server.
@@ -233,6 +244,9 @@ func TestLiveWorkOnFollower(t *testing.T) {
 	// current epoch: the leader ignores both, nothing moves, the running
 	// stream finishes.
 	t.Run("stale-reports", func(t *testing.T) {
+		if standalone {
+			t.Skip("failure reports go through etcd only between replicas")
+		}
 		r0, cur, other := w.serving(t)
 		if r0.Epoch < 2 {
 			t.Fatalf("epoch %d: the earlier subtests should have moved the route", r0.Epoch)
@@ -240,7 +254,7 @@ func TestLiveWorkOnFollower(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
 		done := w.read(t, ctx, cur, streaming(12000), true)
-		cli, err := clientv3.New(clientv3.Config{Endpoints: e.etcd.Endpoints(), DialTimeout: 5 * time.Second})
+		cli, err := clientv3.New(clientv3.Config{Endpoints: e.etcd.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 		if err != nil {
 			t.Fatal(err)
 		}
