@@ -361,7 +361,8 @@ func testLiveWork(t *testing.T, standalone bool) {
 		md := info.GetMetadata()
 		want := map[string]string{
 			"server": cur.Addr, "epoch": strconv.FormatUint(r0.Epoch, 10),
-			"new_server": other.Addr, "rows_delivered": strconv.FormatInt(r.Rows, 10),
+			"new_server": other.Addr, "new_epoch": strconv.FormatUint(r0.Epoch+1, 10),
+			"rows_delivered": strconv.FormatInt(r.Rows, 10),
 		}
 		for k, v := range want {
 			if md[k] != v {
