@@ -432,30 +432,26 @@ func (c *core) stepLook(now time.Time, why string, drain, dead bool, exclude *hs
 	}
 
 	if chosen != nil {
-		h := c.hs[*chosen]
-		h.nextProbe = h.okAt.Add(c.interval)
-		desc := fmt.Sprintf("chose %s (%s)", chosen, c.describe(h, len(elig)))
-		if why != "" {
-			desc = why + "; " + desc
-		}
-		if c.failover != nil {
-			if old := c.current; old != nil {
-				if oh := c.hs[*old]; oh != nil && exclude != nil {
-					oh.downUntil = now.Add(c.cooldown)
-				}
-			}
-			c.failover.reply <- nil
-			c.failover = nil
-		}
-		ep := *chosen
-		c.current = &ep
-		return probes, c.publish(&ep, desc, drain, dead, now), minTime(h.nextProbe, c.nextCooldownEnd(now))
+		more, pub, wake := c.stepChoose(now, *chosen, why, drain, dead, exclude, len(elig))
+		return append(probes, more...), pub, wake
 	}
 	if keeping {
 		return probes, nil, c.nextCooldownEnd(now)
 	}
 	if pending > 0 {
 		return probes, nil, c.nextCooldownEnd(now)
+	}
+	// A cooldown is a preference, not a ban: rather than "none" for the
+	// rest of it, route to a held-down server that has answered its latest
+	// health check since failing (a hung server whose stuck probe came
+	// back), verifying it first when that answer is not fresh. A manual
+	// failover holds its old server down on purpose: not then.
+	if c.failover == nil {
+		if ep, check, waiting := c.recovered(now, exclude); ep != nil {
+			return c.stepChoose(now, *ep, why, drain, dead, exclude, len(elig))
+		} else if len(check) > 0 || waiting {
+			return append(probes, check...), nil, c.nextCooldownEnd(now)
+		}
 	}
 
 	// Nothing to switch to.
@@ -478,6 +474,57 @@ func (c *core) stepLook(now time.Time, why string, drain, dead bool, exclude *hs
 	}
 	c.noneKey = key
 	return probes, c.publish(nil, reason, drain, dead, now), minTime(wake, c.nextCooldownEnd(now))
+}
+
+// stepChoose routes to ep, which stepLook found: it answers the pending
+// manual failover, if any, and publishes.
+func (c *core) stepChoose(now time.Time, ep hs2.Endpoint, why string, drain, dead bool, exclude *hs2.Endpoint, eligible int) (probes []hs2.Endpoint, pub *Choice, wake time.Time) {
+	h := c.hs[ep]
+	h.nextProbe = h.okAt.Add(c.interval)
+	desc := fmt.Sprintf("chose %s (%s)", ep, c.describe(h, eligible))
+	if h.down(now) {
+		desc = fmt.Sprintf("chose %s (held down after failing, but it answered its latest health check)", ep)
+	}
+	if why != "" {
+		desc = why + "; " + desc
+	}
+	if c.failover != nil {
+		if old := c.current; old != nil {
+			if oh := c.hs[*old]; oh != nil && exclude != nil {
+				oh.downUntil = now.Add(c.cooldown)
+			}
+		}
+		c.failover.reply <- nil
+		c.failover = nil
+	}
+	c.current = &ep
+	return nil, c.publish(&ep, desc, drain, dead, now), minTime(h.nextProbe, c.nextCooldownEnd(now))
+}
+
+// recovered finds, in registration order, an active server held down after
+// failing that has answered a fresh health check since. Failing that, it
+// lists the ones whose answer is stale, to probe again, and says whether
+// such a probe is still in flight. The excluded and current servers (what
+// is being replaced) are never candidates.
+func (c *core) recovered(now time.Time, exclude *hs2.Endpoint) (ep *hs2.Endpoint, check []hs2.Endpoint, waiting bool) {
+	for _, e := range c.order {
+		h := c.hs[e]
+		if !h.cand.Active || !h.down(now) || h.fails > 0 || h.okAt.IsZero() {
+			continue
+		}
+		if (exclude != nil && e == *exclude) || (c.current != nil && e == *c.current) {
+			continue
+		}
+		switch {
+		case h.inflight:
+			waiting = true
+		case now.Sub(h.okAt) <= c.fresh:
+			return &e, nil, false
+		default:
+			check = append(check, e)
+		}
+	}
+	return nil, check, waiting
 }
 
 // probeHeldDown keeps probing held-down servers that only timed out every

@@ -429,3 +429,53 @@ func TestCoreRefusedConfirmedSoon(t *testing.T) {
 	h.wantProbing()
 	h.wantPubs(1)
 }
+
+// A cooldown is a preference, not a ban. When the routed server drains and
+// the only other one is held down although it answered its latest health
+// check (here: the old server of a manual failover), that one is verified
+// and routed again, instead of "none" and a second switch moments later
+// (the chaos soak saw none→server 21 ms apart: two epoch bumps for one
+// drain).
+func TestCoreDrainPrefersRecoveredOverNone(t *testing.T) {
+	h := newHarness(t, SelectorConfig{}, nil)
+	h.update(Status{}, cand(1, 1), cand(2, 2))
+	h.answer(ep(1), nil, time.Millisecond)
+	h.answer(ep(2), nil, time.Millisecond)
+	req := &failoverReq{reason: "maintenance", reply: make(chan error, 1)}
+	h.c.requestFailover(req)
+	h.step()
+	h.wantChoice(ptr(ep(2)), true, "manual failover")
+	h.wantPubs(2)
+
+	// ep(2) drains within ep(1)'s cooldown; ep(1)'s answer is stale.
+	h.advance(3 * time.Second)
+	if !h.c.hs[ep(1)].down(h.now) {
+		t.Fatal("test premise: ep(1) should still be held down")
+	}
+	if n := len(h.probes); n > 0 {
+		h.answer(ep(2), nil, time.Millisecond)
+	}
+	h.update(Status{}, cand(1, 1))
+	h.wantPubs(2) // nothing published while ep(1) is checked
+	h.wantProbing(ep(1))
+	h.answer(ep(1), nil, time.Millisecond)
+	h.wantPubs(3)
+	h.wantChoice(ptr(ep(1)), true, "hs2-2:10000 is no longer registered (draining)", "answered its latest health check")
+
+	// Had it failed that check, "none" (still a drain) would follow.
+	h = newHarness(t, SelectorConfig{}, nil)
+	h.update(Status{}, cand(1, 1), cand(2, 2))
+	h.answer(ep(1), nil, time.Millisecond)
+	h.answer(ep(2), nil, time.Millisecond)
+	req = &failoverReq{reason: "maintenance", reply: make(chan error, 1)}
+	h.c.requestFailover(req)
+	h.step()
+	h.advance(3 * time.Second)
+	if n := len(h.probes); n > 0 {
+		h.answer(ep(2), nil, time.Millisecond)
+	}
+	h.update(Status{}, cand(1, 1))
+	h.answer(ep(1), errRefused, time.Millisecond)
+	h.wantPubs(3)
+	h.wantChoice(nil, true, "no longer registered (draining)")
+}

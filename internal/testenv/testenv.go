@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -18,8 +19,22 @@ import (
 	"time"
 )
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a loopback TCP port that was free a moment ago. It is
+// chosen below Linux's ephemeral range (32768 and up), where outgoing
+// connections and ":0" listeners never land: a process that the chaos suite
+// kills and restarts on its port finds that port still free, however busy
+// the machine (a soak once lost a replica to "address already in use"
+// when another test's connection took its port during the restart).
 func FreePort() (int, error) {
+	for range 64 {
+		port := freePortLow + rand.IntN(freePortHigh-freePortLow)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port, nil
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -27,6 +42,10 @@ func FreePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// The range FreePort picks from: below the ephemeral ports, above the
+// well-known and most registered service ports.
+const freePortLow, freePortHigh = 20000, 32768
 
 // WaitFor polls cond until it returns nil or ctx ends; it returns the last
 // error from cond (or ctx's) on timeout. The poll interval starts small and
