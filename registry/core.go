@@ -484,6 +484,7 @@ func (c *core) stepChoose(now time.Time, ep hs2.Endpoint, why string, drain, dea
 	desc := fmt.Sprintf("chose %s (%s)", ep, c.describe(h, eligible))
 	if h.down(now) {
 		desc = fmt.Sprintf("chose %s (held down after failing, but it answered its latest health check)", ep)
+		h.downUntil = time.Time{} // routed: its health checks decide from now on
 	}
 	if why != "" {
 		desc = why + "; " + desc

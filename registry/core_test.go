@@ -479,3 +479,42 @@ func TestCoreDrainPrefersRecoveredOverNone(t *testing.T) {
 	h.wantPubs(3)
 	h.wantChoice(nil, true, "no longer registered (draining)")
 }
+
+// A held-down server routed to because it answered its latest health
+// check stays routed: its hold-down ends with the choice. (It used to be
+// "down" at the very next step, and "none" followed the choice within
+// milliseconds: tests/replicas saw it after a crash right after an
+// aborting manual failover.)
+func TestCoreRecoveredChoiceStays(t *testing.T) {
+	h := newHarness(t, SelectorConfig{}, nil)
+	h.update(Status{}, cand(1, 1), cand(2, 2))
+	h.answer(ep(1), nil, time.Millisecond)
+	h.answer(ep(2), nil, time.Millisecond)
+	req := &failoverReq{reason: "kill", abort: true, reply: make(chan error, 1)}
+	h.c.requestFailover(req)
+	h.step()
+	h.wantChoice(ptr(ep(2)), false, "manual failover")
+	// ep(2) crashes within ep(1)'s cooldown.
+	h.advance(DefaultProbeInterval)
+	h.answer(ep(2), errConnRefused, time.Millisecond)
+	for len(h.probes) == 0 {
+		h.advance(maxReportGap)
+	}
+	for len(h.probes) > 0 {
+		var err error
+		if p := h.probes[0]; p == ep(2) {
+			err = errConnRefused
+		}
+		h.answer(h.probes[0], err, time.Millisecond)
+	}
+	h.wantChoice(ptr(ep(1)), false, "answered its latest health check")
+	pubs := len(h.pubs)
+	h.advance(time.Millisecond)
+	h.advance(DefaultProbeInterval)
+	if len(h.probes) > 0 {
+		h.answer(ep(1), nil, time.Millisecond)
+	}
+	if len(h.pubs) != pubs {
+		t.Fatalf("published %+v after choosing %s", h.pubs[pubs:], ep(1))
+	}
+}
