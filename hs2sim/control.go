@@ -10,6 +10,7 @@ import (
 // ControlHandler is the HTTP control endpoint:
 //
 //	POST /fault/crash | /fault/hang | /fault/heal
+//	POST /fault/holdopen   (OpenSession waits until heal; open sessions work)
 //	POST /fault/slow?delay=200ms
 //	POST /fault/pause?for=5s
 //	POST /fault/fail?on=true
@@ -33,6 +34,7 @@ func (s *Server) ControlHandler() http.Handler {
 	}
 	post("/fault/crash", func(*http.Request) error { s.Crash(); return nil })
 	post("/fault/hang", func(*http.Request) error { s.Hang(); return nil })
+	post("/fault/holdopen", func(*http.Request) error { s.HoldOpenSessions(); return nil })
 	post("/fault/heal", func(*http.Request) error { s.Heal(); return nil })
 	post("/fault/pause", func(r *http.Request) error {
 		d, err := time.ParseDuration(r.URL.Query().Get("for"))

@@ -15,6 +15,10 @@ type faults struct {
 	dropAfter  int64
 	rate       int64 // synthetic rows per second, 0 = unpaced
 	fetchDelay time.Duration
+	// holdOpen, non-nil while set, holds every OpenSession (other calls
+	// go on) until heal closes it; heldOpens counts those waiting.
+	holdOpen  chan struct{}
+	heldOpens int
 }
 
 // gate runs before every call: it blocks while the server hangs, then
@@ -61,6 +65,50 @@ func (f *faults) setHang() {
 	}
 }
 
+// setHoldOpen makes OpenSession wait until heal: a server whose session
+// start is stuck (HS2 runs session hooks and metastore calls there) while
+// calls on open sessions still work.
+func (f *faults) setHoldOpen() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.holdOpen == nil {
+		f.holdOpen = make(chan struct{})
+	}
+}
+
+// openGate runs in OpenSession after gate: it blocks while OpenSession is
+// held. It fails when ctx or stop ends first.
+func (f *faults) openGate(ctx context.Context, stop <-chan struct{}) error {
+	f.mu.Lock()
+	hold := f.holdOpen
+	if hold == nil {
+		f.mu.Unlock()
+		return nil
+	}
+	f.heldOpens++
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.heldOpens--
+		f.mu.Unlock()
+	}()
+	select {
+	case <-hold:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-stop:
+		return context.Canceled
+	}
+}
+
+// held is the number of OpenSession calls held now.
+func (f *faults) held() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.heldOpens
+}
+
 // pause stalls every call for d, then lets them all go on, like a JVM's
 // stop-the-world GC pause: connections stay open, nothing is answered
 // meanwhile, and nothing is lost. A pause during a hang ends with it.
@@ -89,6 +137,10 @@ func (f *faults) heal() {
 	if f.hang != nil {
 		close(f.hang)
 		f.hang = nil
+	}
+	if f.holdOpen != nil {
+		close(f.holdOpen)
+		f.holdOpen = nil
 	}
 	f.slow, f.fail, f.dropAfter = 0, false, 0
 }

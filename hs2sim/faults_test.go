@@ -3,6 +3,7 @@ package hs2sim
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -228,5 +229,45 @@ func TestPause(t *testing.T) {
 	start = time.Now()
 	if got := c.query(h, "SELECT 1"); got[0][0] != "1" || time.Since(start) > 5*time.Second {
 		t.Fatalf("after the pause: %v in %v", got, time.Since(start))
+	}
+}
+
+// TestHoldOpenSessions: OpenSession waits, counted in Stats, while calls
+// on an open session go on; Heal answers the held one.
+func TestHoldOpenSessions(t *testing.T) {
+	s := startServer(t, Config{})
+	c := dialRaw(t, s, dialOpts{})
+	h := c.open(nil)
+	s.HoldOpenSessions()
+	c2 := dialRaw(t, s, dialOpts{})
+	opened := make(chan error, 1)
+	go func() {
+		resp, err := c2.OpenSession(ctxT(t), &hiveserver.TOpenSessionReq{ClientProtocol: hiveserver.TProtocolVersion_HIVE_CLI_SERVICE_PROTOCOL_V10})
+		if err == nil && resp.GetStatus().GetStatusCode() != hiveserver.TStatusCode_SUCCESS_STATUS {
+			err = fmt.Errorf("status %v", resp.GetStatus())
+		}
+		opened <- err
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for s.Stats().HeldOpens != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("OpenSession not held: %+v", s.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := c.query(h, "SELECT 1"); got[0][0] != "1" {
+		t.Fatalf("a call on an open session while opens are held: %v", got)
+	}
+	select {
+	case err := <-opened:
+		t.Fatalf("OpenSession answered while held: %v", err)
+	default:
+	}
+	s.Heal()
+	if err := <-opened; err != nil {
+		t.Fatalf("held OpenSession after Heal: %v", err)
+	}
+	if n := s.Stats().HeldOpens; n != 0 {
+		t.Fatalf("%d opens still held", n)
 	}
 }

@@ -78,6 +78,8 @@ type Stats struct {
 	// OperationsCancelled counts operations CancelOperation moved to
 	// CANCELED_STATE.
 	OperationsCancelled int64 `json:"operations_cancelled"`
+	// HeldOpens counts OpenSession calls held now by HoldOpenSessions.
+	HeldOpens int `json:"held_opens"`
 }
 
 // maxMessage is hive.server2.thrift.max.message.size's default (100 MB):
@@ -448,6 +450,7 @@ func (s *Server) Stats() Stats {
 		OperationsOpened:    s.operationsOpened.Load(),
 		OperationsCancelled: s.operationsCancelled.Load(),
 		KerberosLogins:      s.kerberosLogins.Load(),
+		HeldOpens:           s.faults.held(),
 	}
 }
 
@@ -532,6 +535,11 @@ func (s *Server) Crash() {
 // Hang makes the server accept connections and read requests but never
 // answer until Heal.
 func (s *Server) Hang() { s.faults.setHang() }
+
+// HoldOpenSessions makes every OpenSession wait, unanswered, until Heal
+// (or a crash), while calls on open sessions go on: a server whose session
+// start is stuck.
+func (s *Server) HoldOpenSessions() { s.faults.setHoldOpen() }
 
 // Pause stalls every call for d and then resumes (a GC pause); Heal ends
 // it early.

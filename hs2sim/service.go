@@ -54,6 +54,9 @@ func (c *cliService) OpenSession(ctx context.Context, req *hiveserver.TOpenSessi
 	if err := c.enter(ctx); err != nil {
 		return nil, err
 	}
+	if err := c.s.faults.openGate(ctx, c.s.stop); err != nil || c.s.isCrashed() {
+		return nil, thrift.ErrAbandonRequest
+	}
 	resp := &hiveserver.TOpenSessionResp{ServerProtocolVersion: maxProtocol}
 	if c.s.haMode() && !c.s.active.Load() {
 		resp.Status = plainError("Cannot open sessions on an inactive HS2 instance; use service discovery to connect").status()

@@ -158,6 +158,34 @@ func TestRerunWhileSessionOpening(t *testing.T) {
 	}
 }
 
+// A route that moves on by a drain (the server is not dead) while the
+// session is still opening there (OpenSession held): the query does not
+// wait for the old server's call timeout (30s, past the query's 20s
+// deadline here) but runs on the new route.
+func TestSessionOpeningMovesWithDrain(t *testing.T) {
+	a, b := quickPoll(t), sim(t)
+	e := newEnv(t, a, nil)
+	a.HoldOpenSessions()
+	defer a.Heal()
+	done := make(chan *result, 1)
+	go func() {
+		done <- e.run(ctxT(t, 20*time.Second), query.Request{Statement: "SELECT * FROM default.employees"}, nil)
+	}()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := a.Stats().HeldOpens; n != 1 {
+			return fmt.Errorf("%d sessions opening", n)
+		}
+		return nil
+	})
+	e.route(b, true)
+	res := <-done
+	if res.err != nil || res.last().Server != b.Addr() || res.last().Reruns != 0 || res.rows() != 6 {
+		t.Fatalf("%v %+v", res.err, res.statuses())
+	}
+	a.Heal()
+	checkClean(t, e, a, b)
+}
+
 // A server that is only slow, or pauses (GC) for seconds, while a switch
 // moves new queries away: the running query finishes there.
 func TestSlowAndPausedServerQueriesFinish(t *testing.T) {

@@ -121,10 +121,7 @@ func (a *attempt) submit() error {
 	}
 	a.pool = pool
 	a.lease = hs2.NewLease(pool)
-	_, err = call(a, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, a.lease.Open(ctx, q.sessionConfig())
-	})
-	if err != nil {
+	if err := a.open(); err != nil {
 		return a.classify(err)
 	}
 	_, err = call(a, func(ctx context.Context) (*hs2.Operation, error) {
@@ -147,6 +144,32 @@ func (a *attempt) submit() error {
 		return &retryable{stale: true, err: a.meta(newError(Unavailable, ReasonNoHS2, err, "HiveServer2 %s is unreachable", q.server))}
 	}
 	return a.classify(err)
+}
+
+// open leases a session as call would, and also stops waiting when the
+// route moves on while the session is still opening: nothing of the
+// statement was sent, so it runs on the new route at once rather than
+// after the old server's connect or call timeout (a hung server the
+// leader routed away from without declaring it dead, or one stuck in
+// OpenSession during a draining failover).
+func (a *attempt) open() error {
+	done := make(chan error, 1)
+	a.run(func() { done <- a.lease.Open(a.call, a.q.sessionConfig()) })
+	select {
+	case err := <-done:
+		return err
+	case <-a.ctx.Done():
+		return a.ctx.Err()
+	case <-a.cur.Lost():
+		return errLost
+	case <-a.cur.Superseded():
+		select {
+		case err := <-done: // opened meanwhile: use it
+			return err
+		default:
+			return errRouteChanged
+		}
+	}
 }
 
 // end releases what the attempt holds unless the query's success already

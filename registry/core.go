@@ -202,6 +202,14 @@ func (c *core) probeDone(ep hs2.Endpoint, err error, now time.Time) {
 	h.lastErr = err.Error()
 	h.slowOnly = isTimeout(err) && (h.fails == 1 || h.slowOnly)
 	h.refusedOnly = isRefused(err) && (h.fails == 1 || h.refusedOnly)
+	if isCurrent && h.refusedOnly && h.fails < c.threshold {
+		// Its port is closed: the process is likely gone, and every query
+		// routed there fails until the switch. Confirm as soon as for a
+		// reported server, not a whole interval later (that interval was
+		// most of a crash's failover time when the replicas' reports had
+		// all come in before the first probe).
+		h.nextProbe = h.lastStart.Add(min(c.interval/4, maxReportGap))
+	}
 	if !isCurrent || h.fails >= c.threshold {
 		h.downUntil = now.Add(c.cooldown)
 		c.logf("%s failed health check (%d in a row), down until %s: %v", ep, h.fails, h.downUntil.Format(time.RFC3339Nano), err)
@@ -476,6 +484,7 @@ func (c *core) stepChoose(now time.Time, ep hs2.Endpoint, why string, drain, dea
 	desc := fmt.Sprintf("chose %s (%s)", ep, c.describe(h, eligible))
 	if h.down(now) {
 		desc = fmt.Sprintf("chose %s (held down after failing, but it answered its latest health check)", ep)
+		h.downUntil = time.Time{} // routed: its health checks decide from now on
 	}
 	if why != "" {
 		desc = why + "; " + desc

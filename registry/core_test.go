@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -399,6 +400,36 @@ func TestCoreRestartedServerClearsCooldown(t *testing.T) {
 	h.wantChoice(ptr(ep(1)), false)
 }
 
+// A refused health check of the current server is confirmed within
+// maxReportGap, not a whole interval later; a timed-out one waits for the
+// interval (a slow server is not hurried out).
+func TestCoreRefusedConfirmedSoon(t *testing.T) {
+	h := newHarness(t, SelectorConfig{ProbeInterval: time.Second}, nil)
+	h.update(Status{}, cand(1, 1), cand(2, 2))
+	h.answer(ep(1), nil, time.Millisecond)
+	h.answer(ep(2), nil, time.Millisecond)
+	h.wantChoice(ptr(ep(1)), false)
+	h.advance(time.Second)
+	h.answer(ep(1), errConnRefused, time.Millisecond)
+	h.advance(maxReportGap)
+	h.wantProbing(ep(1))
+	h.answer(ep(1), errConnRefused, time.Millisecond)
+	h.wantChoice(ptr(ep(2)), false, "refused every health check")
+	if !h.last().PrevDead {
+		t.Fatalf("a refused server was not declared dead: %+v", h.last())
+	}
+
+	h = newHarness(t, SelectorConfig{ProbeInterval: time.Second}, nil)
+	h.update(Status{}, cand(1, 1), cand(2, 2))
+	h.answer(ep(1), nil, time.Millisecond)
+	h.answer(ep(2), nil, time.Millisecond)
+	h.advance(time.Second)
+	h.answer(ep(1), context.DeadlineExceeded, 500*time.Millisecond)
+	h.advance(maxReportGap)
+	h.wantProbing()
+	h.wantPubs(1)
+}
+
 // A cooldown is a preference, not a ban. When the routed server drains and
 // the only other one is held down although it answered its latest health
 // check (here: the old server of a manual failover), that one is verified
@@ -447,4 +478,43 @@ func TestCoreDrainPrefersRecoveredOverNone(t *testing.T) {
 	h.answer(ep(1), errRefused, time.Millisecond)
 	h.wantPubs(3)
 	h.wantChoice(nil, true, "no longer registered (draining)")
+}
+
+// A held-down server routed to because it answered its latest health
+// check stays routed: its hold-down ends with the choice. (It used to be
+// "down" at the very next step, and "none" followed the choice within
+// milliseconds: tests/replicas saw it after a crash right after an
+// aborting manual failover.)
+func TestCoreRecoveredChoiceStays(t *testing.T) {
+	h := newHarness(t, SelectorConfig{}, nil)
+	h.update(Status{}, cand(1, 1), cand(2, 2))
+	h.answer(ep(1), nil, time.Millisecond)
+	h.answer(ep(2), nil, time.Millisecond)
+	req := &failoverReq{reason: "kill", abort: true, reply: make(chan error, 1)}
+	h.c.requestFailover(req)
+	h.step()
+	h.wantChoice(ptr(ep(2)), false, "manual failover")
+	// ep(2) crashes within ep(1)'s cooldown.
+	h.advance(DefaultProbeInterval)
+	h.answer(ep(2), errConnRefused, time.Millisecond)
+	for len(h.probes) == 0 {
+		h.advance(maxReportGap)
+	}
+	for len(h.probes) > 0 {
+		var err error
+		if p := h.probes[0]; p == ep(2) {
+			err = errConnRefused
+		}
+		h.answer(h.probes[0], err, time.Millisecond)
+	}
+	h.wantChoice(ptr(ep(1)), false, "answered its latest health check")
+	pubs := len(h.pubs)
+	h.advance(time.Millisecond)
+	h.advance(DefaultProbeInterval)
+	if len(h.probes) > 0 {
+		h.answer(ep(1), nil, time.Millisecond)
+	}
+	if len(h.pubs) != pubs {
+		t.Fatalf("published %+v after choosing %s", h.pubs[pubs:], ep(1))
+	}
 }

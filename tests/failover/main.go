@@ -67,6 +67,7 @@ type options struct {
 	leaseTTL time.Duration
 	keep     bool
 	verbose  bool
+	logLevel string
 }
 
 func main() {
@@ -76,6 +77,7 @@ func main() {
 	flag.DurationVar(&o.leaseTTL, "lease-ttl", 3*time.Second, "the replicas' etcd lease TTL (whole seconds, at least 2s)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (binaries, configs, process logs)")
 	flag.BoolVar(&o.verbose, "v", false, "log each run's numbers")
+	flag.StringVar(&o.logLevel, "log-level", "warn", "the replicas' log level (info or debug, with -keep, shows what a slow run spent its time on)")
 	flag.Parse()
 	if o.runs < 1 {
 		fmt.Fprintln(os.Stderr, "failover: -runs must be at least 1")
@@ -225,7 +227,7 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 func (b *bench) replicated(ctx context.Context, zk *testenv.ZooKeeper, etcd *testenv.Etcd) (err error) {
 	f, err := harness.NewFleet(b.bins, filepath.Join(b.dir, "fleet"), harness.ReplicaConfig{
 		Cluster: "failover", Etcd: etcd.Endpoints(), LeaseTTL: b.o.leaseTTL,
-		ZooKeeper: zk.Servers(), Namespace: "hiveserver2", LogLevel: "warn",
+		ZooKeeper: zk.Servers(), Namespace: "hiveserver2", LogLevel: b.o.logLevel,
 		ShutdownGrace: 5 * time.Second,
 	})
 	if err != nil {
@@ -467,7 +469,10 @@ func (b *bench) hs2Kill(ctx context.Context, f *harness.Fleet, clients []*harnes
 		b.add("hs2_kill_all", "HS2 SIGKILL → every replica served by the new HS2", "ms", ms(last))
 		b.add("hs2_kill_spread", "spread between first and last replica to switch", "ms", ms(last-first))
 		b.add("hs2_kill_failed_queries", "SELECT 1 polls failed meanwhile (3 replicas)", "count", float64(failed))
-		b.logf("hs2 kill %s -> %s: first %v all %v failed %d", victim.Addr, target, first, last, failed)
+		b.logf("hs2 kill %s -> %s at %s: first %v all %v failed %d", victim.Addr, target, killed.UTC().Format(time.RFC3339Nano), first, last, failed)
+		for i, p := range ps {
+			b.logf("  %s switched after %v", clients[i].Addr, p.switched.Sub(killed))
+		}
 	} else {
 		b.add("standalone_hs2_kill", "standalone: HS2 SIGKILL → first query served by another HS2", "ms", ms(first))
 		b.add("standalone_failed_queries", "standalone: SELECT 1 polls failed meanwhile", "count", float64(failed))

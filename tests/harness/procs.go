@@ -126,6 +126,7 @@ type SimStats struct {
 	OperationsOpened    int64 `json:"operations_opened"`
 	OperationsCancelled int64 `json:"operations_cancelled"`
 	KerberosLogins      int64 `json:"kerberos_logins"`
+	HeldOpens           int64 `json:"held_opens"`
 }
 
 // Stats reads the simulator's counters.

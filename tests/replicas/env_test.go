@@ -26,6 +26,8 @@ type setup struct {
 	sims     int
 	replicas int    // default 3
 	digest   string // user:password for ZooKeeper digest auth ("" = open ACLs)
+	// standalone: one `hiveqd serve --coordination standalone`, no etcd.
+	standalone bool
 }
 
 // env is one test's etcd, simulators and replicas (ZooKeeper is shared).
@@ -67,7 +69,12 @@ func start(t *testing.T, s setup, tweak ...func(*harness.ReplicaConfig)) *env {
 	if s.replicas == 0 {
 		s.replicas = 3
 	}
-	e := &env{t: t, etcd: testenv.StartEtcd(t)}
+	e := &env{t: t}
+	if s.standalone {
+		s.replicas = 1
+	} else {
+		e.etcd = testenv.StartEtcd(t)
+	}
 	cfg := replicaConfig(t, e.etcd)
 	for _, f := range tweak {
 		f(&cfg)
