@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/hiveqd/hiveqd/etcdsync"
 	"github.com/hiveqd/hiveqd/leaderelect"
 	"github.com/hiveqd/hiveqd/registry"
 	"github.com/hiveqd/hiveqd/routing"
@@ -47,6 +48,10 @@ type EtcdConfig struct {
 	// ResyncInterval: the follower re-reads everything this often even
 	// when its watch looks fine; default 30s.
 	ResyncInterval time.Duration
+	// ProgressInterval: how often a watch asks etcd to confirm it is
+	// current; a watch that does not answer within another interval is
+	// abandoned and the view re-read. Default 1s.
+	ProgressInterval time.Duration
 	// RequestTimeout bounds single etcd calls; default 3s.
 	RequestTimeout time.Duration
 	// ReportInterval: the same failure report (connector, epoch, server) is
@@ -88,6 +93,9 @@ func (c EtcdConfig) withDefaults() EtcdConfig {
 	}
 	if c.ResyncInterval <= 0 {
 		c.ResyncInterval = 30 * time.Second
+	}
+	if c.ProgressInterval <= 0 {
+		c.ProgressInterval = time.Second
 	}
 	if c.ReportInterval <= 0 {
 		c.ReportInterval = time.Second
@@ -179,9 +187,8 @@ type Node struct {
 	started time.Time
 	conns   map[string]ConnectorConfig
 
-	resync chan struct{} // asks the mirror to re-read everything
-	view   viewClock     // when the mirrored view was last confirmed
-	rep    reporter
+	mirrorSync *etcdsync.Syncer // keeps the mirrored view of etcd current
+	rep        reporter
 
 	mu         sync.Mutex
 	cli        *clientv3.Client // replaced when its connection looks broken
@@ -219,7 +226,6 @@ func NewEtcd(cfg EtcdConfig) (*Node, error) {
 		log:        cfg.Logger.With("replica", cfg.ReplicaID, "cluster", cfg.Cluster),
 		started:    cfg.Now().UTC(),
 		conns:      map[string]ConnectorConfig{},
-		resync:     make(chan struct{}, 1),
 		rep:        newReporter(),
 		leaders:    map[string]leaderelect.Leader{},
 		replicas:   map[string]Replica{},
@@ -229,7 +235,15 @@ func NewEtcd(cfg EtcdConfig) (*Node, error) {
 	for _, c := range cfg.Connectors {
 		n.conns[c.Name] = c
 	}
-	n.table.OnSwitch(func(_, _ *routing.Route) { n.notify() })
+	var err error
+	n.mirrorSync, err = n.newSyncer(n.keys.root)
+	if err != nil {
+		return nil, err
+	}
+	n.table.OnSwitch(func(_, _ *routing.Route) {
+		n.notify()
+		n.rep.signal() // republish the epochs this replica holds
+	})
 	return n, nil
 }
 
@@ -280,6 +294,21 @@ func (n *Node) Run(ctx context.Context) error {
 	return nil
 }
 
+// newSyncer returns an etcdsync.Syncer for the prefix under this node's
+// client, timeouts and logger.
+func (n *Node) newSyncer(prefix string) (*etcdsync.Syncer, error) {
+	return etcdsync.New(etcdsync.Config{
+		Client:           n.etcd,
+		Key:              prefix,
+		Prefix:           true,
+		RequestTimeout:   n.cfg.RequestTimeout,
+		Backoff:          n.cfg.Backoff,
+		ProgressInterval: n.cfg.ProgressInterval,
+		ResyncInterval:   n.cfg.ResyncInterval,
+		Logger:           n.log,
+	})
+}
+
 // etcd is the current client.
 func (n *Node) etcd() *clientv3.Client {
 	n.mu.Lock()
@@ -322,57 +351,22 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // ---- following ----
 
-// mirror keeps the table and the topology in step with etcd: read
-// everything, watch from the next revision, and start over on any watch
-// failure (compaction, lost leader, disconnect) or when health recovers.
+// mirror keeps the table and the topology in step with etcd through the
+// etcdsync primitive: a snapshot of everything under the cluster's root,
+// then events, and a fresh snapshot after any watch failure (compaction,
+// lost leader, disconnect, unanswered progress request), every
+// ResyncInterval, and when health recovers.
 func (n *Node) mirror(ctx context.Context) {
-	for ctx.Err() == nil {
-		cli := n.etcd()
-		gctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
-		resp, err := cli.Get(gctx, n.keys.root, clientv3.WithPrefix())
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				n.log.Debug("cluster: read state", "err", err)
-			}
-			sleep(ctx, n.cfg.Backoff)
-			continue
+	err := n.mirrorSync.Run(ctx, func(u etcdsync.Update) error {
+		if u.Snapshot {
+			n.applySnapshot(u.Kvs, u.Rev)
+		} else {
+			n.applyEvents(u.Events)
 		}
-		n.applySnapshot(resp.Kvs)
-		n.view.confirm(time.Now())
-		n.view.setFollowing(true)
-		n.follow(ctx, cli, resp.Header.Revision+1)
-		n.view.setFollowing(false)
-	}
-}
-
-func (n *Node) follow(ctx context.Context, cli *clientv3.Client, rev int64) {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	wch := cli.Watch(clientv3.WithRequireLeader(wctx), n.keys.root, clientv3.WithPrefix(), clientv3.WithRev(rev))
-	// A watch can stall without an error (its stream lost to a network
-	// fault); re-reading now and then bounds how stale we can get.
-	resync := time.NewTimer(n.cfg.ResyncInterval)
-	defer resync.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-n.resync:
-			return
-		case <-resync.C:
-			return
-		case wr, ok := <-wch:
-			if !ok {
-				return
-			}
-			if err := wr.Err(); err != nil {
-				n.log.Info("cluster: watch ended, re-reading", "err", err)
-				return
-			}
-			n.applyEvents(wr.Events)
-			n.view.confirm(time.Now())
-		}
+		return nil
+	})
+	if err != nil {
+		n.log.Error("cluster: mirror stopped", "err", err)
 	}
 }
 
@@ -396,11 +390,12 @@ func (n *Node) parseRoute(name string, v []byte) (routing.Route, bool) {
 	return r, true
 }
 
-func (n *Node) applySnapshot(kvs []*mvccpb.KeyValue) {
+func (n *Node) applySnapshot(kvs []*mvccpb.KeyValue, rev int64) {
 	leaders := map[string]leaderelect.Leader{}
 	replicas := map[string]Replica{}
 	cands := map[string]candidatesDoc{}
 	var routes []routing.Route
+	pubs := map[string]*observed{}
 	for _, kv := range kvs {
 		key := string(kv.Key)
 		switch kind, rest := n.split(key); kind {
@@ -419,9 +414,12 @@ func (n *Node) applySnapshot(kvs []*mvccpb.KeyValue) {
 				cands[rest] = d
 			}
 		case "connectors":
+			o := &observed{modRev: kv.ModRevision}
 			if r, ok := n.parseRoute(rest, kv.Value); ok {
 				routes = append(routes, r)
+				o.route = &r
 			}
+			pubs[rest] = o
 		}
 	}
 	for _, r := range routes {
@@ -431,11 +429,23 @@ func (n *Node) applySnapshot(kvs []*mvccpb.KeyValue) {
 	n.leaders, n.replicas, n.candidates = leaders, replicas, cands
 	n.synced = true
 	n.changed.notify()
+	t := n.term
 	n.mu.Unlock()
+	if t != nil {
+		for name, c := range t.conns {
+			o := pubs[name]
+			if o == nil {
+				o = &observed{}
+			}
+			o.rev = rev
+			c.observe(o)
+		}
+	}
 }
 
 func (n *Node) applyEvents(evs []*clientv3.Event) {
 	var routes []routing.Route
+	pubs := map[string]*observed{}
 	n.mu.Lock()
 	for _, ev := range evs {
 		key := string(ev.Kv.Key)
@@ -466,17 +476,30 @@ func (n *Node) applyEvents(evs []*clientv3.Event) {
 		case "connectors":
 			// A deleted route is ignored: the table keeps the last one,
 			// which is what a replica should serve until told otherwise.
+			// The leader republishes it.
+			o := &observed{rev: ev.Kv.ModRevision}
 			if !del {
+				o.modRev = ev.Kv.ModRevision
 				if r, ok := n.parseRoute(rest, ev.Kv.Value); ok {
 					routes = append(routes, r)
+					o.route = &r
 				}
 			}
+			pubs[rest] = o
 		}
 	}
 	n.changed.notify()
+	t := n.term
 	n.mu.Unlock()
 	for _, r := range routes {
 		n.table.Update(r)
+	}
+	if t != nil {
+		for name, o := range pubs {
+			if c := t.conns[name]; c != nil {
+				c.observe(o)
+			}
+		}
 	}
 }
 
@@ -484,7 +507,9 @@ func (n *Node) applyEvents(evs []*clientv3.Event) {
 // the mirror re-reads everything.
 func (n *Node) health(ctx context.Context) {
 	failures := 0
+	stale := false
 	for {
+		stale = n.logStaleness(stale)
 		hctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 		_, err := n.etcd().Get(hctx, n.keys.leader()+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
 		cancel()
@@ -498,7 +523,6 @@ func (n *Node) health(ctx context.Context) {
 			}
 		} else {
 			failures = 0
-			n.view.confirmIfFollowing(time.Now())
 		}
 		n.mu.Lock()
 		was := n.etcdErr
@@ -516,15 +540,28 @@ func (n *Node) health(ctx context.Context) {
 			n.log.Warn("cluster: etcd unreachable; serving the last published routes, no failover until it returns", "err", err)
 		case err == nil && was != "":
 			n.log.Info("cluster: etcd reachable again; resynchronising")
-			select {
-			case n.resync <- struct{}{}:
-			default:
-			}
+			n.mirrorSync.Resync()
 		}
 		if !sleep(ctx, n.cfg.HealthInterval) {
 			return
 		}
 	}
+}
+
+// logStaleness logs when the view becomes stale or current again, and
+// notifies topology watchers; it returns whether the view is stale now.
+func (n *Node) logStaleness(was bool) bool {
+	stale, age := n.viewStale(time.Now())
+	if n.ViewConfirmedAt().IsZero() || stale == was {
+		return stale
+	}
+	if stale {
+		n.log.Warn("cluster: view of etcd not confirmed; a failover may have been missed", "age", age.Round(time.Millisecond))
+	} else {
+		n.log.Info("cluster: view of etcd confirmed current again")
+	}
+	n.notify()
+	return stale
 }
 
 // Health is false while etcd is unreachable or not yet read.
@@ -591,6 +628,12 @@ func (n *Node) Topology() Topology {
 	}
 	if ok, why := n.healthLocked(); !ok {
 		t.Degraded, t.DegradedReason = true, why
+	}
+	t.ViewConfirmedAt = n.ViewConfirmedAt()
+	var age time.Duration
+	t.ViewStale, age = n.viewStale(time.Now())
+	if t.ViewStale && !t.Degraded && !t.ViewConfirmedAt.IsZero() {
+		t.Degraded, t.DegradedReason = true, fmt.Sprintf("view of etcd not confirmed for %v: a failover may have been missed", age.Round(time.Second))
 	}
 	l, haveLeader := n.leaderLocked()
 	if haveLeader {

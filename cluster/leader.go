@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/hiveqd/hiveqd/etcdsync"
 	"github.com/hiveqd/hiveqd/hs2"
 	"github.com/hiveqd/hiveqd/leaderelect"
 	"github.com/hiveqd/hiveqd/registry"
@@ -40,8 +41,9 @@ func (n *Node) lead(ctx context.Context, lt leaderelect.Term) error {
 	for _, cc := range n.cfg.Connectors {
 		t.conns[cc.Name] = &connLeader{
 			n: n, cc: cc, lt: lt,
-			key:  n.keys.connector(cc.Name),
-			wake: make(chan struct{}, 1),
+			key:   n.keys.connector(cc.Name),
+			wake:  make(chan struct{}, 1),
+			ready: make(chan struct{}),
 		}
 	}
 	n.mu.Lock()
@@ -85,12 +87,20 @@ type connLeader struct {
 	key string
 
 	wake chan struct{}
+	// ready is closed once the route is loaded and a selector is set: only
+	// then can a failure report be judged and passed on, so reports are
+	// not consumed before.
+	ready     chan struct{}
+	readyOnce sync.Once
 
 	mu        sync.Mutex
 	loaded    bool
 	published *routing.Route // as in etcd; nil when absent
 	modRev    int64          // the key's ModRevision as last seen (0: absent)
 	sel       Selector
+	last      *registry.Choice // the choice last published this term
+	reported  uint64           // highest epoch named by a failure report
+	lostGen   uint64           // counts observe's resets of published
 	want      *registry.Choice // latest choice not yet published
 	wantSeq   uint64
 	cands     []registry.CandidateHealth
@@ -191,6 +201,7 @@ func (c *connLeader) runSelector(ctx context.Context) {
 			initial = &ep
 		}
 		c.mu.Unlock()
+		c.readyOnce.Do(func() { close(c.ready) })
 		err := sel.Run(ctx, initial, c.onChoice)
 		if ctx.Err() != nil {
 			return
@@ -214,21 +225,27 @@ func (c *connLeader) onChoice(ch registry.Choice) {
 // sync publishes the latest choice and candidate health.
 func (c *connLeader) sync(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
+		floor := c.floor()
 		c.mu.Lock()
 		want, seq := c.want, c.wantSeq
 		var route routing.Route
 		changed := false
 		if want != nil {
-			floor := uint64(0)
-			if cur, _ := c.n.table.Get(c.cc.Name); cur != nil {
-				// Never publish below what replicas already hold, even
-				// if etcd lost the key.
-				floor = cur.Epoch
+			prev := c.published
+			if prev != nil && prev.Epoch < floor {
+				// Behind what replicas hold (etcd lost data): publish
+				// afresh above the floor.
+				prev = nil
 			}
-			route, changed = nextRoute(c.published, *want, c.cc.Name, c.n.cfg.ReplicaID, floor, c.n.cfg.Now())
+			route, changed = nextRoute(prev, *want, c.cc.Name, c.n.cfg.ReplicaID, floor, c.n.cfg.Now())
+			if !changed {
+				// Already published (adopted from the previous term):
+				// it is what to republish if the key is lost.
+				c.last = want
+			}
 		}
 		cands, candsDue := c.cands, c.candsDue
-		modRev := c.modRev
+		modRev, lostGen := c.modRev, c.lostGen
 		c.mu.Unlock()
 
 		if !changed && !candsDue {
@@ -262,9 +279,13 @@ func (c *connLeader) sync(ctx context.Context) error {
 			return err
 		}
 		c.mu.Lock()
-		if changed {
+		if changed && c.lostGen != lostGen {
+			// The key was lost again after this write: keep observe's
+			// view; the wake it sent republishes.
+			c.last = want
+		} else if changed {
 			r := route
-			c.published, c.modRev = &r, rev
+			c.published, c.modRev, c.last = &r, rev, want
 			if c.wantSeq == seq {
 				c.want = nil
 			}
@@ -279,6 +300,60 @@ func (c *connLeader) sync(ctx context.Context) error {
 		}
 		return nil
 	}
+}
+
+// floor is the epoch no publication may go below: the highest one this
+// replica holds, any replica has registered as holding, or any failure
+// report names. It keeps epochs rising even when etcd lost the route.
+func (c *connLeader) floor() uint64 {
+	var floor uint64
+	if cur, _ := c.n.table.Get(c.cc.Name); cur != nil {
+		floor = cur.Epoch
+	}
+	c.n.mu.Lock()
+	for _, r := range c.n.replicas {
+		floor = max(floor, r.Epochs[c.cc.Name])
+	}
+	c.n.mu.Unlock()
+	c.mu.Lock()
+	floor = max(floor, c.reported)
+	c.mu.Unlock()
+	return floor
+}
+
+// observed is a connector key as the mirror saw it; route is nil when the
+// key is absent (or unreadable).
+type observed struct {
+	route  *routing.Route
+	modRev int64 // the key's ModRevision; 0 when absent
+	rev    int64 // the revision the observation was made at
+}
+
+// observe is called by the mirror with the connector key's latest state.
+// A key that vanished (deleted, or lost to an etcd restore) or went back
+// below the floor is republished at once with the last choice, at a higher
+// epoch; the fenced compare then expects the key as observed.
+func (c *connLeader) observe(o *observed) {
+	if o == nil {
+		o = &observed{}
+	}
+	if o.route != nil && o.route.Epoch >= c.floor() {
+		return
+	}
+	c.mu.Lock()
+	if !c.loaded || (c.last == nil && c.want == nil) || o.rev < c.modRev {
+		c.mu.Unlock()
+		return
+	}
+	c.n.log.Warn("cluster: published route lost or behind; republishing", "connector", c.cc.Name)
+	c.published, c.modRev = nil, o.modRev
+	c.lostGen++
+	if c.want == nil {
+		c.want = c.last
+	}
+	c.wantSeq++ // a sync in flight must not clear it
+	c.mu.Unlock()
+	c.signal()
 }
 
 func (c *connLeader) clearWant(seq uint64) {
@@ -317,6 +392,7 @@ func (c *connLeader) write(ctx context.Context, cmps []clientv3.Cmp, ops []clien
 // published route.
 func (c *connLeader) report(d reportDoc, from string) {
 	c.mu.Lock()
+	c.reported = max(c.reported, d.Epoch)
 	pub, sel := c.published, c.sel
 	c.mu.Unlock()
 	if sel == nil || !reportApplies(pub, d.Epoch, d.Server) {
@@ -329,8 +405,17 @@ func (c *connLeader) report(d reportDoc, from string) {
 	sel.Report(d.Server)
 }
 
-// watchReports feeds failure reports to the connectors' selectors.
+// watchReports feeds failure reports to the connectors' selectors. It
+// starts once every connector is ready, so that no report is marked seen
+// before it can be acted on.
 func (n *Node) watchReports(ctx context.Context, t *term) {
+	for _, c := range t.conns {
+		select {
+		case <-c.ready:
+		case <-ctx.Done():
+			return
+		}
+	}
 	seen := map[string]int64{} // key -> ModRevision handled
 	handle := func(key string, value []byte, modRev int64) {
 		if seen[key] == modRev {
@@ -349,42 +434,36 @@ func (n *Node) watchReports(ctx context.Context, t *term) {
 		}
 		c.report(d, from)
 	}
-	for ctx.Err() == nil {
-		cli := n.etcd()
-		gctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
-		resp, err := cli.Get(gctx, n.keys.reports(), clientv3.WithPrefix())
-		cancel()
-		if err != nil {
-			sleep(ctx, n.cfg.Backoff)
-			continue
-		}
-		for _, kv := range resp.Kvs {
-			handle(string(kv.Key), kv.Value, kv.ModRevision)
-		}
-		wctx, wcancel := context.WithCancel(ctx)
-		wch := cli.Watch(clientv3.WithRequireLeader(wctx), n.keys.reports(), clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
-		resync := time.After(n.cfg.ResyncInterval)
-	watch:
-		for {
-			var wr clientv3.WatchResponse
-			var ok bool
-			select {
-			case wr, ok = <-wch:
-			case <-resync:
-				break watch
+	s, err := n.newSyncer(n.keys.reports())
+	if err != nil {
+		n.log.Error("cluster: report watch", "err", err)
+		return
+	}
+	err = s.Run(ctx, func(u etcdsync.Update) error {
+		if u.Snapshot {
+			present := make(map[string]bool, len(u.Kvs))
+			for _, kv := range u.Kvs {
+				present[string(kv.Key)] = true
+				handle(string(kv.Key), kv.Value, kv.ModRevision)
 			}
-			if !ok || wr.Err() != nil {
-				break watch
-			}
-			for _, ev := range wr.Events {
-				if ev.Type == clientv3.EventTypePut {
-					handle(string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision)
-				} else {
-					delete(seen, string(ev.Kv.Key))
+			for k := range seen {
+				if !present[k] {
+					delete(seen, k)
 				}
 			}
+			return nil
 		}
-		wcancel()
+		for _, ev := range u.Events {
+			if ev.Type == clientv3.EventTypePut {
+				handle(string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision)
+			} else {
+				delete(seen, string(ev.Kv.Key))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		n.log.Error("cluster: report watch stopped", "err", err)
 	}
 }
 
