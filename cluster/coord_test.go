@@ -1,16 +1,21 @@
 package cluster_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/hiveqd/hiveqd/cluster"
 	"github.com/hiveqd/hiveqd/internal/testenv"
+	"github.com/hiveqd/hiveqd/metrics"
 	"github.com/hiveqd/hiveqd/routing"
 )
 
@@ -169,7 +174,12 @@ func TestBlackholedFollowerShowsStaleAndConverges(t *testing.T) {
 	fast := func(c *cluster.EtcdConfig) { c.ProgressInterval = 200 * time.Millisecond }
 	leader := startReplica(t, "r1", e.Endpoints(), hiveConn(p), fast)
 	waitLeader(t, 10*time.Second, leader)
-	follower := startReplica(t, "r2", []string{px.Addr()}, hiveConn(p), fast)
+	var logs logBuffer
+	follower := startReplica(t, "r2", []string{px.Addr()}, hiveConn(p), fast, func(c *cluster.EtcdConfig) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	m := metrics.New(metrics.Config{})
+	m.Watch(metrics.Sources{Coordinator: follower.node})
 	waitRoute(t, 10*time.Second, "hive", s1, 1, leader, follower)
 	testenv.Eventually(t, 10*time.Second, func() error {
 		if top := follower.node.Topology(); top.ViewStale || top.Degraded {
@@ -191,6 +201,12 @@ func TestBlackholedFollowerShowsStaleAndConverges(t *testing.T) {
 		if age := time.Since(follower.node.ViewConfirmedAt()); age < time.Second {
 			return fmt.Errorf("view age %v", age)
 		}
+		if age, ok := viewAge(t, m); !ok || age < 1 {
+			return fmt.Errorf("hiveqd_view_age_seconds %v (present %v), want at least 1", age, ok)
+		}
+		if !strings.Contains(logs.String(), "view of etcd not confirmed") {
+			return fmt.Errorf("no log line says the view is stale; follower log:\n%s", logs.String())
+		}
 		return nil
 	})
 	if got, _ := follower.route("hive"); got.Epoch != 1 {
@@ -209,8 +225,47 @@ func TestBlackholedFollowerShowsStaleAndConverges(t *testing.T) {
 		if top := follower.node.Topology(); top.ViewStale {
 			return errors.New("follower view still stale")
 		}
+		if age, ok := viewAge(t, m); !ok || age > 1 {
+			return fmt.Errorf("hiveqd_view_age_seconds %v (present %v), want under 1", age, ok)
+		}
+		if !strings.Contains(logs.String(), "view of etcd confirmed current again") {
+			return errors.New("no log line says the view is current again")
+		}
 		return nil
 	})
+}
+
+// logBuffer collects a replica's log lines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// viewAge scrapes hiveqd_view_age_seconds.
+func viewAge(t *testing.T, m *metrics.Metrics) (float64, bool) {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "hiveqd_view_age_seconds" {
+			return mf.GetMetric()[0].GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
 }
 
 // A route the new leader adopted (published by an earlier term, chosen
@@ -249,4 +304,78 @@ func TestDeletedAdoptedRouteRepublished(t *testing.T) {
 		return nil
 	})
 	waitRoute(t, 10*time.Second, "a", s1, 5, rs...)
+}
+
+// etcd restored from an older snapshot (an operator's restore from backup:
+// the route, the registrations and the revision go back in time) does not
+// make epochs go backwards: the leader republishes its choice above every
+// epoch replicas hold, and no replica's table ever moves back (startReplica
+// fails the test on that). Issue 12, item 6.
+func TestEtcdRestoredFromOlderSnapshot(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	cli := client(t, e.Endpoints())
+	var w fakeWorld
+	// Leases long enough to outlive the restore: the leader that made
+	// epoch 3 is the one that must notice.
+	long := func(c *cluster.EtcdConfig) { c.LeaseTTL = 30 * time.Second }
+	var rs []*replica
+	for _, id := range []string{"r1", "r2"} {
+		rs = append(rs, startReplica(t, id, e.Endpoints(), []cluster.ConnectorConfig{{Name: "a", NewSelector: w.newSelector}}, long))
+	}
+	leader := waitLeader(t, 10*time.Second, rs...)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if w.current() == nil {
+			return errors.New("selector not started")
+		}
+		return nil
+	})
+	ep1, ep2 := s1, s2
+	w.current().choose(&ep1, "first")
+	waitRoute(t, 10*time.Second, "a", s1, 1, rs...)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	snap := t.TempDir() + "/backup.db"
+	if err := e.SaveSnapshot(ctx, snap); err != nil {
+		t.Fatal(err)
+	}
+	w.current().choose(&ep2, "second")
+	waitRoute(t, 10*time.Second, "a", s2, 2, rs...)
+	w.current().choose(&ep1, "third")
+	waitRoute(t, 10*time.Second, "a", s1, 3, rs...)
+
+	if err := e.RestoreSnapshot(ctx, snap); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := published(t, cli, "a"); ok && r.Epoch >= 3 {
+		t.Fatalf("the restore did not take the route back: published %+v", r)
+	}
+	// The route goes forward again, to the leader's current choice.
+	testenv.Eventually(t, 20*time.Second, func() error {
+		r, ok := published(t, cli, "a")
+		if !ok || r.Epoch <= 3 || r.Endpoint == nil || *r.Endpoint != s1 {
+			return fmt.Errorf("published %+v (present %v), want s1 above epoch 3", r, ok)
+		}
+		return nil
+	})
+	r, _ := published(t, cli, "a")
+	waitRoute(t, 10*time.Second, "a", s1, r.Epoch, rs...)
+	if !leader.node.IsLeader() {
+		t.Errorf("leadership moved during the restore")
+	}
+	// Every replica registers the epoch it holds again (the restore took
+	// its entry back to epoch 1): a later leader's floor needs it.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		for _, rep := range rs {
+			resp, err := cli.Get(ctx, "/hiveqd/"+clusterName+"/replicas/"+rep.id)
+			if err != nil {
+				return err
+			}
+			var got cluster.Replica
+			if len(resp.Kvs) == 0 || json.Unmarshal(resp.Kvs[0].Value, &got) != nil || got.Epochs["a"] != r.Epoch {
+				return fmt.Errorf("%s registered %v, want epoch %d", rep.id, got.Epochs, r.Epoch)
+			}
+		}
+		return nil
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,9 +42,10 @@ type EtcdConfig struct {
 	// LeaseTTL is the election and replica lease TTL (whole seconds, at
 	// least 2s; default 10s): a crashed leader is replaced within about it.
 	LeaseTTL time.Duration
-	// HealthInterval between etcd reachability checks; default 1s. After
-	// three failed checks in a row the etcd client is replaced, in case its
-	// connection is half-broken rather than etcd down.
+	// HealthInterval between etcd reachability checks; default 1s. From
+	// the third failed check in a row on, checks go through a fresh etcd
+	// client, which replaces the current one once it answers, in case the
+	// old connection is half-broken rather than etcd down.
 	HealthInterval time.Duration
 	// ResyncInterval: the follower re-reads everything this often even
 	// when its watch looks fine; default 30s.
@@ -189,6 +191,14 @@ type Node struct {
 
 	mirrorSync *etcdsync.Syncer // keeps the mirrored view of etcd current
 	rep        reporter
+	// closing tracks clients being closed in the background: closing one
+	// whose connection is blackholed can block for seconds (gRPC flushes a
+	// GOAWAY first), and the health loop must not wait for it.
+	closing sync.WaitGroup
+	// reregister is set when the mirror sees this replica's entry missing
+	// or different from what it holds (deleted, or etcd restored from an
+	// older snapshot): the replica loop writes it again.
+	reregister atomic.Bool
 
 	mu         sync.Mutex
 	cli        *clientv3.Client // replaced when its connection looks broken
@@ -267,7 +277,10 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Lock()
 	n.cli = cli
 	n.mu.Unlock()
-	defer func() { n.etcd().Close() }()
+	defer func() {
+		n.etcd().Close()
+		n.closing.Wait()
+	}()
 
 	var wg sync.WaitGroup
 	spawn := func(f func()) {
@@ -316,19 +329,48 @@ func (n *Node) etcd() *clientv3.Client {
 	return n.cli
 }
 
-// reconnect replaces the client; users of the old one see their calls and
-// watches fail and pick up the new one when they retry.
-func (n *Node) reconnect() {
-	cli, err := clientv3.New(leaderelect.ClientConfig(n.cfg.Etcd))
+// check is a linearizable read of etcd. From the third failure in a row
+// on, it reads through a fresh client instead, which replaces the current
+// one once it answers: a link that was blackholed leaves connections that
+// never recover, while a client that works is never dropped for one that
+// may not. Users of the old client see their calls and watches fail and
+// pick up the new one when they retry.
+func (n *Node) check(ctx context.Context, failures int) error {
+	cli, fresh := n.etcd(), (*clientv3.Client)(nil)
+	if failures >= 3 {
+		c, err := clientv3.New(leaderelect.ClientConfig(n.cfg.Etcd))
+		if err != nil {
+			n.log.Error("cluster: new etcd client", "err", err)
+		} else {
+			cli, fresh = c, c
+		}
+	}
+	hctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	_, err := cli.Get(hctx, n.keys.leader()+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	cancel()
+	if fresh == nil {
+		return err
+	}
 	if err != nil {
-		n.log.Error("cluster: new etcd client", "err", err)
-		return
+		n.closeLater(fresh)
+		return err
 	}
 	n.mu.Lock()
 	old := n.cli
-	n.cli = cli
+	n.cli = fresh
 	n.mu.Unlock()
-	old.Close()
+	n.closeLater(old)
+	return nil
+}
+
+// closeLater closes cli in the background; Run waits for it before it
+// returns.
+func (n *Node) closeLater(cli *clientv3.Client) {
+	n.closing.Add(1)
+	go func() {
+		defer n.closing.Done()
+		cli.Close()
+	}()
 }
 
 func (n *Node) notify() {
@@ -359,7 +401,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func (n *Node) mirror(ctx context.Context) {
 	err := n.mirrorSync.Run(ctx, func(u etcdsync.Update) error {
 		if u.Snapshot {
-			n.applySnapshot(u.Kvs, u.Rev)
+			n.applySnapshot(u.Kvs)
 		} else {
 			n.applyEvents(u.Events)
 		}
@@ -367,6 +409,17 @@ func (n *Node) mirror(ctx context.Context) {
 	})
 	if err != nil {
 		n.log.Error("cluster: mirror stopped", "err", err)
+	}
+}
+
+// checkSelf compares this replica's entry as etcd has it (nil: absent)
+// with what it should say, and has the replica loop rewrite it if they
+// differ, so that the epochs it holds stay registered for a future leader's
+// floor even after etcd lost them.
+func (n *Node) checkSelf(raw []byte) {
+	if string(raw) != n.selfDoc() {
+		n.reregister.Store(true)
+		n.rep.signal()
 	}
 }
 
@@ -390,12 +443,13 @@ func (n *Node) parseRoute(name string, v []byte) (routing.Route, bool) {
 	return r, true
 }
 
-func (n *Node) applySnapshot(kvs []*mvccpb.KeyValue, rev int64) {
+func (n *Node) applySnapshot(kvs []*mvccpb.KeyValue) {
 	leaders := map[string]leaderelect.Leader{}
 	replicas := map[string]Replica{}
 	cands := map[string]candidatesDoc{}
 	var routes []routing.Route
-	pubs := map[string]*observed{}
+	pubs := map[string]*routing.Route{}
+	var selfRaw []byte
 	for _, kv := range kvs {
 		key := string(kv.Key)
 		switch kind, rest := n.split(key); kind {
@@ -408,23 +462,25 @@ func (n *Node) applySnapshot(kvs []*mvccpb.KeyValue, rev int64) {
 			if json.Unmarshal(kv.Value, &r) == nil {
 				replicas[rest] = r
 			}
+			if rest == n.cfg.ReplicaID {
+				selfRaw = kv.Value
+			}
 		case "candidates":
 			var d candidatesDoc
 			if json.Unmarshal(kv.Value, &d) == nil {
 				cands[rest] = d
 			}
 		case "connectors":
-			o := &observed{modRev: kv.ModRevision}
 			if r, ok := n.parseRoute(rest, kv.Value); ok {
 				routes = append(routes, r)
-				o.route = &r
+				pubs[rest] = &r
 			}
-			pubs[rest] = o
 		}
 	}
 	for _, r := range routes {
 		n.table.Update(r)
 	}
+	n.checkSelf(selfRaw)
 	n.mu.Lock()
 	n.leaders, n.replicas, n.candidates = leaders, replicas, cands
 	n.synced = true
@@ -433,19 +489,15 @@ func (n *Node) applySnapshot(kvs []*mvccpb.KeyValue, rev int64) {
 	n.mu.Unlock()
 	if t != nil {
 		for name, c := range t.conns {
-			o := pubs[name]
-			if o == nil {
-				o = &observed{}
-			}
-			o.rev = rev
-			c.observe(o)
+			c.observe(pubs[name])
 		}
 	}
 }
 
 func (n *Node) applyEvents(evs []*clientv3.Event) {
 	var routes []routing.Route
-	pubs := map[string]*observed{}
+	pubs := map[string]*routing.Route{}
+	selfEv, selfRaw := false, []byte(nil)
 	n.mu.Lock()
 	for _, ev := range evs {
 		key := string(ev.Kv.Key)
@@ -464,6 +516,12 @@ func (n *Node) applyEvents(evs []*clientv3.Event) {
 			} else if json.Unmarshal(ev.Kv.Value, &r) == nil {
 				n.replicas[rest] = r
 			}
+			if rest == n.cfg.ReplicaID {
+				selfEv, selfRaw = true, nil
+				if !del {
+					selfRaw = ev.Kv.Value
+				}
+			}
 		case "candidates":
 			var d candidatesDoc
 			if del {
@@ -477,15 +535,13 @@ func (n *Node) applyEvents(evs []*clientv3.Event) {
 			// A deleted route is ignored: the table keeps the last one,
 			// which is what a replica should serve until told otherwise.
 			// The leader republishes it.
-			o := &observed{rev: ev.Kv.ModRevision}
+			pubs[rest] = nil
 			if !del {
-				o.modRev = ev.Kv.ModRevision
 				if r, ok := n.parseRoute(rest, ev.Kv.Value); ok {
 					routes = append(routes, r)
-					o.route = &r
+					pubs[rest] = &r
 				}
 			}
-			pubs[rest] = o
 		}
 	}
 	n.changed.notify()
@@ -494,10 +550,13 @@ func (n *Node) applyEvents(evs []*clientv3.Event) {
 	for _, r := range routes {
 		n.table.Update(r)
 	}
+	if selfEv {
+		n.checkSelf(selfRaw)
+	}
 	if t != nil {
-		for name, o := range pubs {
+		for name, r := range pubs {
 			if c := t.conns[name]; c != nil {
-				c.observe(o)
+				c.observe(r)
 			}
 		}
 	}
@@ -510,17 +569,12 @@ func (n *Node) health(ctx context.Context) {
 	stale := false
 	for {
 		stale = n.logStaleness(stale)
-		hctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
-		_, err := n.etcd().Get(hctx, n.keys.leader()+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
-		cancel()
+		err := n.check(ctx, failures)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
 			failures++
-			if failures%3 == 0 {
-				n.reconnect()
-			}
 		} else {
 			failures = 0
 		}

@@ -39,12 +39,13 @@ func (n *Node) lead(ctx context.Context, lt leaderelect.Term) error {
 	defer cancel(nil)
 	t := &term{lt: lt, conns: map[string]*connLeader{}}
 	for _, cc := range n.cfg.Connectors {
-		t.conns[cc.Name] = &connLeader{
+		c := &connLeader{
 			n: n, cc: cc, lt: lt,
-			key:   n.keys.connector(cc.Name),
-			wake:  make(chan struct{}, 1),
-			ready: make(chan struct{}),
+			key:  n.keys.connector(cc.Name),
+			wake: make(chan struct{}, 1),
 		}
+		c.ch = newChooser(cc, c.onChoice, c.current, n.cfg.Backoff, n.log)
+		t.conns[cc.Name] = c
 	}
 	n.mu.Lock()
 	n.term = t
@@ -87,24 +88,25 @@ type connLeader struct {
 	key string
 
 	wake chan struct{}
-	// ready is closed once the route is loaded and a selector is set: only
-	// then can a failure report be judged and passed on, so reports are
-	// not consumed before.
-	ready     chan struct{}
-	readyOnce sync.Once
+	// ch runs the selector once the route is loaded; its ready channel
+	// closes then: only from that point can a failure report be judged
+	// and passed on, so reports are not consumed before.
+	ch *chooser
 
 	mu        sync.Mutex
 	loaded    bool
-	published *routing.Route // as in etcd; nil when absent
-	modRev    int64          // the key's ModRevision as last seen (0: absent)
-	sel       Selector
+	published *routing.Route   // as in etcd; nil when absent
+	modRev    int64            // the key's ModRevision as last seen (0: absent)
 	last      *registry.Choice // the choice last published this term
 	reported  uint64           // highest epoch named by a failure report
-	lostGen   uint64           // counts observe's resets of published
-	want      *registry.Choice // latest choice not yet published
-	wantSeq   uint64
-	cands     []registry.CandidateHealth
-	candsDue  bool
+	// verify: the mirror saw the key absent or below the floor; sync reads
+	// it again before deciding anything, since the mirror may lag behind
+	// this leader's own writes.
+	verify   bool
+	want     *registry.Choice // latest choice not yet published
+	wantSeq  uint64
+	cands    []registry.CandidateHealth
+	candsDue bool
 }
 
 func (c *connLeader) signal() {
@@ -124,7 +126,7 @@ func (c *connLeader) run(ctx context.Context) error {
 	defer cancel()
 	go func() {
 		defer close(selDone)
-		c.runSelector(ctx)
+		c.ch.run(ctx)
 	}()
 
 	tick := time.NewTicker(c.n.cfg.CandidatesInterval)
@@ -137,11 +139,12 @@ func (c *connLeader) run(ctx context.Context) error {
 		case <-c.wake:
 		case <-retry:
 		case <-tick.C:
-			c.mu.Lock()
-			if c.sel != nil {
-				c.cands, c.candsDue = c.sel.Snapshot(), true
+			if c.ch.selector() != nil {
+				cands := c.ch.candidates()
+				c.mu.Lock()
+				c.cands, c.candsDue = cands, true
+				c.mu.Unlock()
 			}
-			c.mu.Unlock()
 		}
 		retry = nil
 		if err := c.sync(ctx); err != nil {
@@ -188,27 +191,11 @@ func (c *connLeader) setPublishedLocked(kvs []*mvccpb.KeyValue) {
 	}
 }
 
-// runSelector runs selectors until ctx ends, starting each from the
-// published server so that a new leader keeps it unless it is unhealthy.
-func (c *connLeader) runSelector(ctx context.Context) {
-	for ctx.Err() == nil {
-		sel := c.cc.NewSelector()
-		c.mu.Lock()
-		c.sel = sel
-		var initial *hs2.Endpoint
-		if c.published != nil && c.published.Endpoint != nil {
-			ep := *c.published.Endpoint
-			initial = &ep
-		}
-		c.mu.Unlock()
-		c.readyOnce.Do(func() { close(c.ready) })
-		err := sel.Run(ctx, initial, c.onChoice)
-		if ctx.Err() != nil {
-			return
-		}
-		c.n.log.Error("cluster: selector stopped; restarting", "connector", c.cc.Name, "err", err)
-		sleep(ctx, c.n.cfg.Backoff)
-	}
+// current is the route as published in etcd (nil when absent).
+func (c *connLeader) current() *routing.Route {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.published
 }
 
 // onChoice is the selector's publish: it records the latest choice and
@@ -224,6 +211,9 @@ func (c *connLeader) onChoice(ch registry.Choice) {
 
 // sync publishes the latest choice and candidate health.
 func (c *connLeader) sync(ctx context.Context) error {
+	if err := c.verifyPublished(ctx); err != nil {
+		return err
+	}
 	for attempt := 0; ; attempt++ {
 		floor := c.floor()
 		c.mu.Lock()
@@ -245,7 +235,7 @@ func (c *connLeader) sync(ctx context.Context) error {
 			}
 		}
 		cands, candsDue := c.cands, c.candsDue
-		modRev, lostGen := c.modRev, c.lostGen
+		modRev := c.modRev
 		c.mu.Unlock()
 
 		if !changed && !candsDue {
@@ -279,11 +269,7 @@ func (c *connLeader) sync(ctx context.Context) error {
 			return err
 		}
 		c.mu.Lock()
-		if changed && c.lostGen != lostGen {
-			// The key was lost again after this write: keep observe's
-			// view; the wake it sent republishes.
-			c.last = want
-		} else if changed {
+		if changed {
 			r := route
 			c.published, c.modRev, c.last = &r, rev, want
 			if c.wantSeq == seq {
@@ -321,39 +307,65 @@ func (c *connLeader) floor() uint64 {
 	return floor
 }
 
-// observed is a connector key as the mirror saw it; route is nil when the
-// key is absent (or unreadable).
-type observed struct {
-	route  *routing.Route
-	modRev int64 // the key's ModRevision; 0 when absent
-	rev    int64 // the revision the observation was made at
-}
-
-// observe is called by the mirror with the connector key's latest state.
-// A key that vanished (deleted, or lost to an etcd restore) or went back
-// below the floor is republished at once with the last choice, at a higher
-// epoch; the fenced compare then expects the key as observed.
-func (c *connLeader) observe(o *observed) {
-	if o == nil {
-		o = &observed{}
-	}
-	if o.route != nil && o.route.Epoch >= c.floor() {
+// observe is called by the mirror with the connector key's state as it
+// saw it (nil: absent). A key that vanished (deleted, or lost to an etcd
+// restore) or went back below the floor is read again by sync, which
+// republishes the last choice above the floor if etcd confirms the loss.
+// The mirror's view alone decides nothing: it may predate this leader's
+// latest write.
+func (c *connLeader) observe(r *routing.Route) {
+	if r != nil && r.Epoch >= c.floor() {
 		return
 	}
 	c.mu.Lock()
-	if !c.loaded || (c.last == nil && c.want == nil) || o.rev < c.modRev {
-		c.mu.Unlock()
-		return
+	c.verify = true
+	c.mu.Unlock()
+	c.signal()
+}
+
+// verifyPublished re-reads the key when observe asked for it. If it is
+// absent or below the floor, the last choice of this term becomes the
+// choice to publish again (at a higher epoch: sync treats a route below
+// the floor as absent), fenced on the key as read.
+func (c *connLeader) verifyPublished(ctx context.Context) error {
+	c.mu.Lock()
+	due := c.verify
+	c.verify = false
+	c.mu.Unlock()
+	if !due {
+		return nil
 	}
-	c.n.log.Warn("cluster: published route lost or behind; republishing", "connector", c.cc.Name)
-	c.published, c.modRev = nil, o.modRev
-	c.lostGen++
+	gctx, cancel := context.WithTimeout(ctx, c.n.cfg.RequestTimeout)
+	resp, err := c.n.etcd().Get(gctx, c.key)
+	cancel()
+	floor := c.floor()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		c.verify = true
+		return fmt.Errorf("read %s: %w", c.key, err)
+	}
+	c.setPublishedLocked(resp.Kvs)
+	if c.published != nil && c.published.Epoch >= floor {
+		return nil
+	}
+	if c.want == nil && c.last == nil {
+		return nil // nothing chosen yet this term: the first choice goes above the floor
+	}
+	c.n.log.Warn("cluster: published route lost or behind; republishing", "connector", c.cc.Name,
+		"published_epoch", epochOf(c.published), "floor", floor)
 	if c.want == nil {
 		c.want = c.last
 	}
-	c.wantSeq++ // a sync in flight must not clear it
-	c.mu.Unlock()
-	c.signal()
+	c.wantSeq++
+	return nil
+}
+
+func epochOf(r *routing.Route) uint64 {
+	if r == nil {
+		return 0
+	}
+	return r.Epoch
 }
 
 func (c *connLeader) clearWant(seq uint64) {
@@ -393,16 +405,14 @@ func (c *connLeader) write(ctx context.Context, cmps []clientv3.Cmp, ops []clien
 func (c *connLeader) report(d reportDoc, from string) {
 	c.mu.Lock()
 	c.reported = max(c.reported, d.Epoch)
-	pub, sel := c.published, c.sel
 	c.mu.Unlock()
-	if sel == nil || !reportApplies(pub, d.Epoch, d.Server) {
+	if !c.ch.report(d.Epoch, d.Server) {
 		c.n.log.Debug("cluster: ignoring stale failure report", "connector", c.cc.Name, "from", from,
 			"epoch", d.Epoch, "server", d.Server)
 		return
 	}
 	c.n.log.Info("cluster: failure report", "connector", c.cc.Name, "from", from, "epoch", d.Epoch,
 		"server", d.Server, "refused", d.Refused, "error", d.Error)
-	sel.Report(d.Server)
 }
 
 // watchReports feeds failure reports to the connectors' selectors. It
@@ -411,7 +421,7 @@ func (c *connLeader) report(d reportDoc, from string) {
 func (n *Node) watchReports(ctx context.Context, t *term) {
 	for _, c := range t.conns {
 		select {
-		case <-c.ready:
+		case <-c.ch.ready:
 		case <-ctx.Done():
 			return
 		}
@@ -470,9 +480,8 @@ func (n *Node) watchReports(ctx context.Context, t *term) {
 // Failover asks the leader's selector to move connector off its server and
 // waits for the new route. On a follower it returns a *NotLeaderError.
 func (n *Node) Failover(ctx context.Context, req FailoverRequest) (routing.Route, error) {
-	connector, expectedEpoch, reason := req.Connector, req.ExpectedEpoch, req.Reason
-	if _, ok := n.conns[connector]; !ok {
-		return routing.Route{}, fmt.Errorf("connector %q: %w", connector, routing.ErrUnknownConnector)
+	if _, ok := n.conns[req.Connector]; !ok {
+		return routing.Route{}, fmt.Errorf("connector %q: %w", req.Connector, routing.ErrUnknownConnector)
 	}
 	n.mu.Lock()
 	t := n.term
@@ -485,29 +494,7 @@ func (n *Node) Failover(ctx context.Context, req FailoverRequest) (routing.Route
 		}
 		return routing.Route{}, e
 	}
-	c := t.conns[connector]
-	c.mu.Lock()
-	loaded, pub, sel := c.loaded, c.published, c.sel
-	c.mu.Unlock()
-	if !loaded || sel == nil {
-		return routing.Route{}, fmt.Errorf("connector %q: leader is still starting; retry", connector)
-	}
-	var cur uint64
-	if pub != nil {
-		cur = pub.Epoch
-	}
-	if expectedEpoch != 0 && expectedEpoch != cur {
-		return routing.Route{}, &EpochMismatchError{Connector: connector, Expected: expectedEpoch, Current: cur}
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, n.cfg.FailoverTimeout)
-		defer cancel()
-	}
-	if err := sel.Failover(ctx, reason, registry.FailoverOptions{AbortRunning: req.AbortRunning}); err != nil {
-		return routing.Route{}, fmt.Errorf("connector %q: failover: %w", connector, err)
-	}
-	return waitRoute(ctx, n.table, connector, cur)
+	return t.conns[req.Connector].ch.failover(ctx, req, n.cfg.FailoverTimeout, n.table)
 }
 
 func endpointString(e *hs2.Endpoint) string {

@@ -105,7 +105,10 @@ func (n *Node) withLease(ctx context.Context, cli *clientv3.Client, sess *concur
 	}
 	for {
 		// The entry carries the epochs this replica holds, so it is
-		// rewritten whenever they change.
+		// rewritten whenever they change, and when etcd lost it.
+		if n.reregister.Swap(false) {
+			registered = ""
+		}
 		self := n.selfDoc()
 		if registered != self {
 			pctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
