@@ -90,6 +90,10 @@ type Replica struct {
 	Address string    `json:"address"`
 	Started time.Time `json:"started"`
 	Leader  bool      `json:"-"`
+	// Epochs are the route epochs this replica's table holds, by
+	// connector: a leader never publishes below them, even when etcd lost
+	// the routes (a key deleted, a restore from an older snapshot).
+	Epochs map[string]uint64 `json:"epochs,omitempty"`
 }
 
 // ConnectorState is one connector's route with the candidates behind it.
@@ -112,6 +116,12 @@ type Topology struct {
 	// served and no failover can happen.
 	Degraded       bool
 	DegradedReason string
+	// ViewConfirmedAt is when etcd last confirmed this replica's view
+	// current (zero in standalone mode or before the first read);
+	// ViewStale is set once that is older than a few progress intervals:
+	// the replica may have missed a failover.
+	ViewConfirmedAt time.Time
+	ViewStale       bool
 }
 
 // ErrNotLeader is wrapped by *NotLeaderError.

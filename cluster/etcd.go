@@ -10,12 +10,14 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/hiveqd/hiveqd/etcdsync"
 	"github.com/hiveqd/hiveqd/leaderelect"
 	"github.com/hiveqd/hiveqd/registry"
 	"github.com/hiveqd/hiveqd/routing"
@@ -40,13 +42,18 @@ type EtcdConfig struct {
 	// LeaseTTL is the election and replica lease TTL (whole seconds, at
 	// least 2s; default 10s): a crashed leader is replaced within about it.
 	LeaseTTL time.Duration
-	// HealthInterval between etcd reachability checks; default 1s. After
-	// three failed checks in a row the etcd client is replaced, in case its
-	// connection is half-broken rather than etcd down.
+	// HealthInterval between etcd reachability checks; default 1s. From
+	// the third failed check in a row on, checks go through a fresh etcd
+	// client, which replaces the current one once it answers, in case the
+	// old connection is half-broken rather than etcd down.
 	HealthInterval time.Duration
 	// ResyncInterval: the follower re-reads everything this often even
 	// when its watch looks fine; default 30s.
 	ResyncInterval time.Duration
+	// ProgressInterval: how often a watch asks etcd to confirm it is
+	// current; a watch that does not answer within another interval is
+	// abandoned and the view re-read. Default 1s.
+	ProgressInterval time.Duration
 	// RequestTimeout bounds single etcd calls; default 3s.
 	RequestTimeout time.Duration
 	// ReportInterval: the same failure report (connector, epoch, server) is
@@ -88,6 +95,9 @@ func (c EtcdConfig) withDefaults() EtcdConfig {
 	}
 	if c.ResyncInterval <= 0 {
 		c.ResyncInterval = 30 * time.Second
+	}
+	if c.ProgressInterval <= 0 {
+		c.ProgressInterval = time.Second
 	}
 	if c.ReportInterval <= 0 {
 		c.ReportInterval = time.Second
@@ -179,9 +189,16 @@ type Node struct {
 	started time.Time
 	conns   map[string]ConnectorConfig
 
-	resync chan struct{} // asks the mirror to re-read everything
-	view   viewClock     // when the mirrored view was last confirmed
-	rep    reporter
+	mirrorSync *etcdsync.Syncer // keeps the mirrored view of etcd current
+	rep        reporter
+	// closing tracks clients being closed in the background: closing one
+	// whose connection is blackholed can block for seconds (gRPC flushes a
+	// GOAWAY first), and the health loop must not wait for it.
+	closing sync.WaitGroup
+	// reregister is set when the mirror sees this replica's entry missing
+	// or different from what it holds (deleted, or etcd restored from an
+	// older snapshot): the replica loop writes it again.
+	reregister atomic.Bool
 
 	mu         sync.Mutex
 	cli        *clientv3.Client // replaced when its connection looks broken
@@ -219,7 +236,6 @@ func NewEtcd(cfg EtcdConfig) (*Node, error) {
 		log:        cfg.Logger.With("replica", cfg.ReplicaID, "cluster", cfg.Cluster),
 		started:    cfg.Now().UTC(),
 		conns:      map[string]ConnectorConfig{},
-		resync:     make(chan struct{}, 1),
 		rep:        newReporter(),
 		leaders:    map[string]leaderelect.Leader{},
 		replicas:   map[string]Replica{},
@@ -229,7 +245,15 @@ func NewEtcd(cfg EtcdConfig) (*Node, error) {
 	for _, c := range cfg.Connectors {
 		n.conns[c.Name] = c
 	}
-	n.table.OnSwitch(func(_, _ *routing.Route) { n.notify() })
+	var err error
+	n.mirrorSync, err = n.newSyncer(n.keys.root)
+	if err != nil {
+		return nil, err
+	}
+	n.table.OnSwitch(func(_, _ *routing.Route) {
+		n.notify()
+		n.rep.signal() // republish the epochs this replica holds
+	})
 	return n, nil
 }
 
@@ -253,7 +277,10 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Lock()
 	n.cli = cli
 	n.mu.Unlock()
-	defer func() { n.etcd().Close() }()
+	defer func() {
+		n.etcd().Close()
+		n.closing.Wait()
+	}()
 
 	var wg sync.WaitGroup
 	spawn := func(f func()) {
@@ -280,6 +307,21 @@ func (n *Node) Run(ctx context.Context) error {
 	return nil
 }
 
+// newSyncer returns an etcdsync.Syncer for the prefix under this node's
+// client, timeouts and logger.
+func (n *Node) newSyncer(prefix string) (*etcdsync.Syncer, error) {
+	return etcdsync.New(etcdsync.Config{
+		Client:           n.etcd,
+		Key:              prefix,
+		Prefix:           true,
+		RequestTimeout:   n.cfg.RequestTimeout,
+		Backoff:          n.cfg.Backoff,
+		ProgressInterval: n.cfg.ProgressInterval,
+		ResyncInterval:   n.cfg.ResyncInterval,
+		Logger:           n.log,
+	})
+}
+
 // etcd is the current client.
 func (n *Node) etcd() *clientv3.Client {
 	n.mu.Lock()
@@ -287,19 +329,48 @@ func (n *Node) etcd() *clientv3.Client {
 	return n.cli
 }
 
-// reconnect replaces the client; users of the old one see their calls and
-// watches fail and pick up the new one when they retry.
-func (n *Node) reconnect() {
-	cli, err := clientv3.New(leaderelect.ClientConfig(n.cfg.Etcd))
+// check is a linearizable read of etcd. From the third failure in a row
+// on, it reads through a fresh client instead, which replaces the current
+// one once it answers: a link that was blackholed leaves connections that
+// never recover, while a client that works is never dropped for one that
+// may not. Users of the old client see their calls and watches fail and
+// pick up the new one when they retry.
+func (n *Node) check(ctx context.Context, failures int) error {
+	cli, fresh := n.etcd(), (*clientv3.Client)(nil)
+	if failures >= 3 {
+		c, err := clientv3.New(leaderelect.ClientConfig(n.cfg.Etcd))
+		if err != nil {
+			n.log.Error("cluster: new etcd client", "err", err)
+		} else {
+			cli, fresh = c, c
+		}
+	}
+	hctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	_, err := cli.Get(hctx, n.keys.leader()+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	cancel()
+	if fresh == nil {
+		return err
+	}
 	if err != nil {
-		n.log.Error("cluster: new etcd client", "err", err)
-		return
+		n.closeLater(fresh)
+		return err
 	}
 	n.mu.Lock()
 	old := n.cli
-	n.cli = cli
+	n.cli = fresh
 	n.mu.Unlock()
-	old.Close()
+	n.closeLater(old)
+	return nil
+}
+
+// closeLater closes cli in the background; Run waits for it before it
+// returns.
+func (n *Node) closeLater(cli *clientv3.Client) {
+	n.closing.Add(1)
+	go func() {
+		defer n.closing.Done()
+		cli.Close()
+	}()
 }
 
 func (n *Node) notify() {
@@ -322,57 +393,33 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // ---- following ----
 
-// mirror keeps the table and the topology in step with etcd: read
-// everything, watch from the next revision, and start over on any watch
-// failure (compaction, lost leader, disconnect) or when health recovers.
+// mirror keeps the table and the topology in step with etcd through the
+// etcdsync primitive: a snapshot of everything under the cluster's root,
+// then events, and a fresh snapshot after any watch failure (compaction,
+// lost leader, disconnect, unanswered progress request), every
+// ResyncInterval, and when health recovers.
 func (n *Node) mirror(ctx context.Context) {
-	for ctx.Err() == nil {
-		cli := n.etcd()
-		gctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
-		resp, err := cli.Get(gctx, n.keys.root, clientv3.WithPrefix())
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				n.log.Debug("cluster: read state", "err", err)
-			}
-			sleep(ctx, n.cfg.Backoff)
-			continue
+	err := n.mirrorSync.Run(ctx, func(u etcdsync.Update) error {
+		if u.Snapshot {
+			n.applySnapshot(u.Kvs)
+		} else {
+			n.applyEvents(u.Events)
 		}
-		n.applySnapshot(resp.Kvs)
-		n.view.confirm(time.Now())
-		n.view.setFollowing(true)
-		n.follow(ctx, cli, resp.Header.Revision+1)
-		n.view.setFollowing(false)
+		return nil
+	})
+	if err != nil {
+		n.log.Error("cluster: mirror stopped", "err", err)
 	}
 }
 
-func (n *Node) follow(ctx context.Context, cli *clientv3.Client, rev int64) {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	wch := cli.Watch(clientv3.WithRequireLeader(wctx), n.keys.root, clientv3.WithPrefix(), clientv3.WithRev(rev))
-	// A watch can stall without an error (its stream lost to a network
-	// fault); re-reading now and then bounds how stale we can get.
-	resync := time.NewTimer(n.cfg.ResyncInterval)
-	defer resync.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-n.resync:
-			return
-		case <-resync.C:
-			return
-		case wr, ok := <-wch:
-			if !ok {
-				return
-			}
-			if err := wr.Err(); err != nil {
-				n.log.Info("cluster: watch ended, re-reading", "err", err)
-				return
-			}
-			n.applyEvents(wr.Events)
-			n.view.confirm(time.Now())
-		}
+// checkSelf compares this replica's entry as etcd has it (nil: absent)
+// with what it should say, and has the replica loop rewrite it if they
+// differ, so that the epochs it holds stay registered for a future leader's
+// floor even after etcd lost them.
+func (n *Node) checkSelf(raw []byte) {
+	if string(raw) != n.selfDoc() {
+		n.reregister.Store(true)
+		n.rep.signal()
 	}
 }
 
@@ -401,6 +448,8 @@ func (n *Node) applySnapshot(kvs []*mvccpb.KeyValue) {
 	replicas := map[string]Replica{}
 	cands := map[string]candidatesDoc{}
 	var routes []routing.Route
+	pubs := map[string]*routing.Route{}
+	var selfRaw []byte
 	for _, kv := range kvs {
 		key := string(kv.Key)
 		switch kind, rest := n.split(key); kind {
@@ -413,6 +462,9 @@ func (n *Node) applySnapshot(kvs []*mvccpb.KeyValue) {
 			if json.Unmarshal(kv.Value, &r) == nil {
 				replicas[rest] = r
 			}
+			if rest == n.cfg.ReplicaID {
+				selfRaw = kv.Value
+			}
 		case "candidates":
 			var d candidatesDoc
 			if json.Unmarshal(kv.Value, &d) == nil {
@@ -421,21 +473,31 @@ func (n *Node) applySnapshot(kvs []*mvccpb.KeyValue) {
 		case "connectors":
 			if r, ok := n.parseRoute(rest, kv.Value); ok {
 				routes = append(routes, r)
+				pubs[rest] = &r
 			}
 		}
 	}
 	for _, r := range routes {
 		n.table.Update(r)
 	}
+	n.checkSelf(selfRaw)
 	n.mu.Lock()
 	n.leaders, n.replicas, n.candidates = leaders, replicas, cands
 	n.synced = true
 	n.changed.notify()
+	t := n.term
 	n.mu.Unlock()
+	if t != nil {
+		for name, c := range t.conns {
+			c.observe(pubs[name])
+		}
+	}
 }
 
 func (n *Node) applyEvents(evs []*clientv3.Event) {
 	var routes []routing.Route
+	pubs := map[string]*routing.Route{}
+	selfEv, selfRaw := false, []byte(nil)
 	n.mu.Lock()
 	for _, ev := range evs {
 		key := string(ev.Kv.Key)
@@ -454,6 +516,12 @@ func (n *Node) applyEvents(evs []*clientv3.Event) {
 			} else if json.Unmarshal(ev.Kv.Value, &r) == nil {
 				n.replicas[rest] = r
 			}
+			if rest == n.cfg.ReplicaID {
+				selfEv, selfRaw = true, nil
+				if !del {
+					selfRaw = ev.Kv.Value
+				}
+			}
 		case "candidates":
 			var d candidatesDoc
 			if del {
@@ -466,17 +534,31 @@ func (n *Node) applyEvents(evs []*clientv3.Event) {
 		case "connectors":
 			// A deleted route is ignored: the table keeps the last one,
 			// which is what a replica should serve until told otherwise.
+			// The leader republishes it.
+			pubs[rest] = nil
 			if !del {
 				if r, ok := n.parseRoute(rest, ev.Kv.Value); ok {
 					routes = append(routes, r)
+					pubs[rest] = &r
 				}
 			}
 		}
 	}
 	n.changed.notify()
+	t := n.term
 	n.mu.Unlock()
 	for _, r := range routes {
 		n.table.Update(r)
+	}
+	if selfEv {
+		n.checkSelf(selfRaw)
+	}
+	if t != nil {
+		for name, r := range pubs {
+			if c := t.conns[name]; c != nil {
+				c.observe(r)
+			}
+		}
 	}
 }
 
@@ -484,21 +566,17 @@ func (n *Node) applyEvents(evs []*clientv3.Event) {
 // the mirror re-reads everything.
 func (n *Node) health(ctx context.Context) {
 	failures := 0
+	stale := false
 	for {
-		hctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
-		_, err := n.etcd().Get(hctx, n.keys.leader()+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
-		cancel()
+		stale = n.logStaleness(stale)
+		err := n.check(ctx, failures)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
 			failures++
-			if failures%3 == 0 {
-				n.reconnect()
-			}
 		} else {
 			failures = 0
-			n.view.confirmIfFollowing(time.Now())
 		}
 		n.mu.Lock()
 		was := n.etcdErr
@@ -516,15 +594,28 @@ func (n *Node) health(ctx context.Context) {
 			n.log.Warn("cluster: etcd unreachable; serving the last published routes, no failover until it returns", "err", err)
 		case err == nil && was != "":
 			n.log.Info("cluster: etcd reachable again; resynchronising")
-			select {
-			case n.resync <- struct{}{}:
-			default:
-			}
+			n.mirrorSync.Resync()
 		}
 		if !sleep(ctx, n.cfg.HealthInterval) {
 			return
 		}
 	}
+}
+
+// logStaleness logs when the view becomes stale or current again, and
+// notifies topology watchers; it returns whether the view is stale now.
+func (n *Node) logStaleness(was bool) bool {
+	stale, age := n.viewStale(time.Now())
+	if n.ViewConfirmedAt().IsZero() || stale == was {
+		return stale
+	}
+	if stale {
+		n.log.Warn("cluster: view of etcd not confirmed; a failover may have been missed", "age", age.Round(time.Millisecond))
+	} else {
+		n.log.Info("cluster: view of etcd confirmed current again")
+	}
+	n.notify()
+	return stale
 }
 
 // Health is false while etcd is unreachable or not yet read.
@@ -591,6 +682,12 @@ func (n *Node) Topology() Topology {
 	}
 	if ok, why := n.healthLocked(); !ok {
 		t.Degraded, t.DegradedReason = true, why
+	}
+	t.ViewConfirmedAt = n.ViewConfirmedAt()
+	var age time.Duration
+	t.ViewStale, age = n.viewStale(time.Now())
+	if t.ViewStale && !t.Degraded && !t.ViewConfirmedAt.IsZero() {
+		t.Degraded, t.DegradedReason = true, fmt.Sprintf("view of etcd not confirmed for %v: a failover may have been missed", age.Round(time.Second))
 	}
 	l, haveLeader := n.leaderLocked()
 	if haveLeader {

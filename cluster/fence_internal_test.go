@@ -161,3 +161,90 @@ func TestNextRoute(t *testing.T) {
 		t.Fatal("reportApplies")
 	}
 }
+
+// The leader's mirror lags behind its own writes: a view of the key from
+// before the last publication (an older epoch, or the key not yet there)
+// must not make the leader publish a new epoch for an unchanged choice.
+// Only a loss that etcd confirms (the key deleted, or taken back to an
+// older epoch) is republished, once.
+func TestLaggingMirrorNeverRepublishes(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: e.Endpoints(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cc := ConnectorConfig{Name: "hive", NewSelector: func() Selector { return nil }}
+	n, err := NewEtcd(EtcdConfig{Etcd: clientv3.Config{Endpoints: e.Endpoints()}, Cluster: "lag", ReplicaID: "l",
+		Connectors: []ConnectorConfig{cc}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, term := campaign(t, ctx, cli, n.keys.leader(), "l")
+	n.cli = cli
+	c := &connLeader{n: n, cc: cc, lt: term, key: n.keys.connector("hive"), wake: make(chan struct{}, 1)}
+	if !c.load(ctx) {
+		t.Fatal("load")
+	}
+	ep1, ep2 := hs2.Endpoint{Host: "h1", Port: 1}, hs2.Endpoint{Host: "h2", Port: 2}
+	var first routing.Route
+	for i, ep := range []hs2.Endpoint{ep1, ep2} {
+		c.onChoice(registry.Choice{Endpoint: &ep, Reason: "choice"})
+		if err := c.sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = *c.current()
+		}
+	}
+	// What the mirror delivers for the leader's own writes puts epoch 2
+	// into the replica's table: the floor.
+	n.table.Update(*c.current())
+	read := func() (routing.Route, int64) {
+		resp, err := cli.Get(ctx, c.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Kvs) == 0 {
+			return routing.Route{}, 0
+		}
+		var r routing.Route
+		if err := json.Unmarshal(resp.Kvs[0].Value, &r); err != nil {
+			t.Fatal(err)
+		}
+		return r, resp.Kvs[0].ModRevision
+	}
+	_, rev := read()
+
+	for _, stale := range []*routing.Route{&first, nil} {
+		c.observe(stale)
+		if err := c.sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r, got := read(); got != rev || r.Epoch != 2 {
+			t.Fatalf("a lagging view (%v) republished: epoch %d at revision %d, want 2 at %d", stale, r.Epoch, got, rev)
+		}
+	}
+
+	// Deleted for real: republished once, above the floor, same server.
+	if _, err := cli.Delete(ctx, c.key); err != nil {
+		t.Fatal(err)
+	}
+	c.observe(nil)
+	if err := c.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, rev := read()
+	if r.Epoch != 3 || r.Endpoint == nil || *r.Endpoint != ep2 {
+		t.Fatalf("after deletion: %+v", r)
+	}
+	c.observe(nil) // the mirror's late view of the deletion
+	if err := c.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, got := read(); got != rev || r.Epoch != 3 {
+		t.Fatalf("the deletion was republished twice: epoch %d", r.Epoch)
+	}
+}

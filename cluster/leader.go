@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/hiveqd/hiveqd/etcdsync"
 	"github.com/hiveqd/hiveqd/hs2"
 	"github.com/hiveqd/hiveqd/leaderelect"
 	"github.com/hiveqd/hiveqd/registry"
@@ -38,11 +39,13 @@ func (n *Node) lead(ctx context.Context, lt leaderelect.Term) error {
 	defer cancel(nil)
 	t := &term{lt: lt, conns: map[string]*connLeader{}}
 	for _, cc := range n.cfg.Connectors {
-		t.conns[cc.Name] = &connLeader{
+		c := &connLeader{
 			n: n, cc: cc, lt: lt,
 			key:  n.keys.connector(cc.Name),
 			wake: make(chan struct{}, 1),
 		}
+		c.ch = newChooser(cc, c.onChoice, c.current, n.cfg.Backoff, n.log)
+		t.conns[cc.Name] = c
 	}
 	n.mu.Lock()
 	n.term = t
@@ -85,16 +88,25 @@ type connLeader struct {
 	key string
 
 	wake chan struct{}
+	// ch runs the selector once the route is loaded; its ready channel
+	// closes then: only from that point can a failure report be judged
+	// and passed on, so reports are not consumed before.
+	ch *chooser
 
 	mu        sync.Mutex
 	loaded    bool
-	published *routing.Route // as in etcd; nil when absent
-	modRev    int64          // the key's ModRevision as last seen (0: absent)
-	sel       Selector
-	want      *registry.Choice // latest choice not yet published
-	wantSeq   uint64
-	cands     []registry.CandidateHealth
-	candsDue  bool
+	published *routing.Route   // as in etcd; nil when absent
+	modRev    int64            // the key's ModRevision as last seen (0: absent)
+	last      *registry.Choice // the choice last published this term
+	reported  uint64           // highest epoch named by a failure report
+	// verify: the mirror saw the key absent or below the floor; sync reads
+	// it again before deciding anything, since the mirror may lag behind
+	// this leader's own writes.
+	verify   bool
+	want     *registry.Choice // latest choice not yet published
+	wantSeq  uint64
+	cands    []registry.CandidateHealth
+	candsDue bool
 }
 
 func (c *connLeader) signal() {
@@ -114,7 +126,7 @@ func (c *connLeader) run(ctx context.Context) error {
 	defer cancel()
 	go func() {
 		defer close(selDone)
-		c.runSelector(ctx)
+		c.ch.run(ctx)
 	}()
 
 	tick := time.NewTicker(c.n.cfg.CandidatesInterval)
@@ -127,11 +139,12 @@ func (c *connLeader) run(ctx context.Context) error {
 		case <-c.wake:
 		case <-retry:
 		case <-tick.C:
-			c.mu.Lock()
-			if c.sel != nil {
-				c.cands, c.candsDue = c.sel.Snapshot(), true
+			if c.ch.selector() != nil {
+				cands := c.ch.candidates()
+				c.mu.Lock()
+				c.cands, c.candsDue = cands, true
+				c.mu.Unlock()
 			}
-			c.mu.Unlock()
 		}
 		retry = nil
 		if err := c.sync(ctx); err != nil {
@@ -178,26 +191,11 @@ func (c *connLeader) setPublishedLocked(kvs []*mvccpb.KeyValue) {
 	}
 }
 
-// runSelector runs selectors until ctx ends, starting each from the
-// published server so that a new leader keeps it unless it is unhealthy.
-func (c *connLeader) runSelector(ctx context.Context) {
-	for ctx.Err() == nil {
-		sel := c.cc.NewSelector()
-		c.mu.Lock()
-		c.sel = sel
-		var initial *hs2.Endpoint
-		if c.published != nil && c.published.Endpoint != nil {
-			ep := *c.published.Endpoint
-			initial = &ep
-		}
-		c.mu.Unlock()
-		err := sel.Run(ctx, initial, c.onChoice)
-		if ctx.Err() != nil {
-			return
-		}
-		c.n.log.Error("cluster: selector stopped; restarting", "connector", c.cc.Name, "err", err)
-		sleep(ctx, c.n.cfg.Backoff)
-	}
+// current is the route as published in etcd (nil when absent).
+func (c *connLeader) current() *routing.Route {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.published
 }
 
 // onChoice is the selector's publish: it records the latest choice and
@@ -213,19 +211,28 @@ func (c *connLeader) onChoice(ch registry.Choice) {
 
 // sync publishes the latest choice and candidate health.
 func (c *connLeader) sync(ctx context.Context) error {
+	if err := c.verifyPublished(ctx); err != nil {
+		return err
+	}
 	for attempt := 0; ; attempt++ {
+		floor := c.floor()
 		c.mu.Lock()
 		want, seq := c.want, c.wantSeq
 		var route routing.Route
 		changed := false
 		if want != nil {
-			floor := uint64(0)
-			if cur, _ := c.n.table.Get(c.cc.Name); cur != nil {
-				// Never publish below what replicas already hold, even
-				// if etcd lost the key.
-				floor = cur.Epoch
+			prev := c.published
+			if prev != nil && prev.Epoch < floor {
+				// Behind what replicas hold (etcd lost data): publish
+				// afresh above the floor.
+				prev = nil
 			}
-			route, changed = nextRoute(c.published, *want, c.cc.Name, c.n.cfg.ReplicaID, floor, c.n.cfg.Now())
+			route, changed = nextRoute(prev, *want, c.cc.Name, c.n.cfg.ReplicaID, floor, c.n.cfg.Now())
+			if !changed {
+				// Already published (adopted from the previous term):
+				// it is what to republish if the key is lost.
+				c.last = want
+			}
 		}
 		cands, candsDue := c.cands, c.candsDue
 		modRev := c.modRev
@@ -264,7 +271,7 @@ func (c *connLeader) sync(ctx context.Context) error {
 		c.mu.Lock()
 		if changed {
 			r := route
-			c.published, c.modRev = &r, rev
+			c.published, c.modRev, c.last = &r, rev, want
 			if c.wantSeq == seq {
 				c.want = nil
 			}
@@ -279,6 +286,86 @@ func (c *connLeader) sync(ctx context.Context) error {
 		}
 		return nil
 	}
+}
+
+// floor is the epoch no publication may go below: the highest one this
+// replica holds, any replica has registered as holding, or any failure
+// report names. It keeps epochs rising even when etcd lost the route.
+func (c *connLeader) floor() uint64 {
+	var floor uint64
+	if cur, _ := c.n.table.Get(c.cc.Name); cur != nil {
+		floor = cur.Epoch
+	}
+	c.n.mu.Lock()
+	for _, r := range c.n.replicas {
+		floor = max(floor, r.Epochs[c.cc.Name])
+	}
+	c.n.mu.Unlock()
+	c.mu.Lock()
+	floor = max(floor, c.reported)
+	c.mu.Unlock()
+	return floor
+}
+
+// observe is called by the mirror with the connector key's state as it
+// saw it (nil: absent). A key that vanished (deleted, or lost to an etcd
+// restore) or went back below the floor is read again by sync, which
+// republishes the last choice above the floor if etcd confirms the loss.
+// The mirror's view alone decides nothing: it may predate this leader's
+// latest write.
+func (c *connLeader) observe(r *routing.Route) {
+	if r != nil && r.Epoch >= c.floor() {
+		return
+	}
+	c.mu.Lock()
+	c.verify = true
+	c.mu.Unlock()
+	c.signal()
+}
+
+// verifyPublished re-reads the key when observe asked for it. If it is
+// absent or below the floor, the last choice of this term becomes the
+// choice to publish again (at a higher epoch: sync treats a route below
+// the floor as absent), fenced on the key as read.
+func (c *connLeader) verifyPublished(ctx context.Context) error {
+	c.mu.Lock()
+	due := c.verify
+	c.verify = false
+	c.mu.Unlock()
+	if !due {
+		return nil
+	}
+	gctx, cancel := context.WithTimeout(ctx, c.n.cfg.RequestTimeout)
+	resp, err := c.n.etcd().Get(gctx, c.key)
+	cancel()
+	floor := c.floor()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		c.verify = true
+		return fmt.Errorf("read %s: %w", c.key, err)
+	}
+	c.setPublishedLocked(resp.Kvs)
+	if c.published != nil && c.published.Epoch >= floor {
+		return nil
+	}
+	if c.want == nil && c.last == nil {
+		return nil // nothing chosen yet this term: the first choice goes above the floor
+	}
+	c.n.log.Warn("cluster: published route lost or behind; republishing", "connector", c.cc.Name,
+		"published_epoch", epochOf(c.published), "floor", floor)
+	if c.want == nil {
+		c.want = c.last
+	}
+	c.wantSeq++
+	return nil
+}
+
+func epochOf(r *routing.Route) uint64 {
+	if r == nil {
+		return 0
+	}
+	return r.Epoch
 }
 
 func (c *connLeader) clearWant(seq uint64) {
@@ -317,20 +404,28 @@ func (c *connLeader) write(ctx context.Context, cmps []clientv3.Cmp, ops []clien
 // published route.
 func (c *connLeader) report(d reportDoc, from string) {
 	c.mu.Lock()
-	pub, sel := c.published, c.sel
+	c.reported = max(c.reported, d.Epoch)
 	c.mu.Unlock()
-	if sel == nil || !reportApplies(pub, d.Epoch, d.Server) {
+	if !c.ch.report(d.Epoch, d.Server) {
 		c.n.log.Debug("cluster: ignoring stale failure report", "connector", c.cc.Name, "from", from,
 			"epoch", d.Epoch, "server", d.Server)
 		return
 	}
 	c.n.log.Info("cluster: failure report", "connector", c.cc.Name, "from", from, "epoch", d.Epoch,
 		"server", d.Server, "refused", d.Refused, "error", d.Error)
-	sel.Report(d.Server)
 }
 
-// watchReports feeds failure reports to the connectors' selectors.
+// watchReports feeds failure reports to the connectors' selectors. It
+// starts once every connector is ready, so that no report is marked seen
+// before it can be acted on.
 func (n *Node) watchReports(ctx context.Context, t *term) {
+	for _, c := range t.conns {
+		select {
+		case <-c.ch.ready:
+		case <-ctx.Done():
+			return
+		}
+	}
 	seen := map[string]int64{} // key -> ModRevision handled
 	handle := func(key string, value []byte, modRev int64) {
 		if seen[key] == modRev {
@@ -349,51 +444,44 @@ func (n *Node) watchReports(ctx context.Context, t *term) {
 		}
 		c.report(d, from)
 	}
-	for ctx.Err() == nil {
-		cli := n.etcd()
-		gctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
-		resp, err := cli.Get(gctx, n.keys.reports(), clientv3.WithPrefix())
-		cancel()
-		if err != nil {
-			sleep(ctx, n.cfg.Backoff)
-			continue
-		}
-		for _, kv := range resp.Kvs {
-			handle(string(kv.Key), kv.Value, kv.ModRevision)
-		}
-		wctx, wcancel := context.WithCancel(ctx)
-		wch := cli.Watch(clientv3.WithRequireLeader(wctx), n.keys.reports(), clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
-		resync := time.After(n.cfg.ResyncInterval)
-	watch:
-		for {
-			var wr clientv3.WatchResponse
-			var ok bool
-			select {
-			case wr, ok = <-wch:
-			case <-resync:
-				break watch
+	s, err := n.newSyncer(n.keys.reports())
+	if err != nil {
+		n.log.Error("cluster: report watch", "err", err)
+		return
+	}
+	err = s.Run(ctx, func(u etcdsync.Update) error {
+		if u.Snapshot {
+			present := make(map[string]bool, len(u.Kvs))
+			for _, kv := range u.Kvs {
+				present[string(kv.Key)] = true
+				handle(string(kv.Key), kv.Value, kv.ModRevision)
 			}
-			if !ok || wr.Err() != nil {
-				break watch
-			}
-			for _, ev := range wr.Events {
-				if ev.Type == clientv3.EventTypePut {
-					handle(string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision)
-				} else {
-					delete(seen, string(ev.Kv.Key))
+			for k := range seen {
+				if !present[k] {
+					delete(seen, k)
 				}
 			}
+			return nil
 		}
-		wcancel()
+		for _, ev := range u.Events {
+			if ev.Type == clientv3.EventTypePut {
+				handle(string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision)
+			} else {
+				delete(seen, string(ev.Kv.Key))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		n.log.Error("cluster: report watch stopped", "err", err)
 	}
 }
 
 // Failover asks the leader's selector to move connector off its server and
 // waits for the new route. On a follower it returns a *NotLeaderError.
 func (n *Node) Failover(ctx context.Context, req FailoverRequest) (routing.Route, error) {
-	connector, expectedEpoch, reason := req.Connector, req.ExpectedEpoch, req.Reason
-	if _, ok := n.conns[connector]; !ok {
-		return routing.Route{}, fmt.Errorf("connector %q: %w", connector, routing.ErrUnknownConnector)
+	if _, ok := n.conns[req.Connector]; !ok {
+		return routing.Route{}, fmt.Errorf("connector %q: %w", req.Connector, routing.ErrUnknownConnector)
 	}
 	n.mu.Lock()
 	t := n.term
@@ -406,29 +494,7 @@ func (n *Node) Failover(ctx context.Context, req FailoverRequest) (routing.Route
 		}
 		return routing.Route{}, e
 	}
-	c := t.conns[connector]
-	c.mu.Lock()
-	loaded, pub, sel := c.loaded, c.published, c.sel
-	c.mu.Unlock()
-	if !loaded || sel == nil {
-		return routing.Route{}, fmt.Errorf("connector %q: leader is still starting; retry", connector)
-	}
-	var cur uint64
-	if pub != nil {
-		cur = pub.Epoch
-	}
-	if expectedEpoch != 0 && expectedEpoch != cur {
-		return routing.Route{}, &EpochMismatchError{Connector: connector, Expected: expectedEpoch, Current: cur}
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, n.cfg.FailoverTimeout)
-		defer cancel()
-	}
-	if err := sel.Failover(ctx, reason, registry.FailoverOptions{AbortRunning: req.AbortRunning}); err != nil {
-		return routing.Route{}, fmt.Errorf("connector %q: failover: %w", connector, err)
-	}
-	return waitRoute(ctx, n.table, connector, cur)
+	return t.conns[req.Connector].ch.failover(ctx, req, n.cfg.FailoverTimeout, n.table)
 }
 
 func endpointString(e *hs2.Endpoint) string {

@@ -27,6 +27,14 @@ func newReporter() reporter {
 	return reporter{wake: make(chan struct{}, 1), pending: map[string]reportDoc{}, sent: map[string]reportDoc{}}
 }
 
+// signal wakes the replica loop.
+func (r *reporter) signal() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
 // ReportFailure records that this replica got a transport error from
 // server while routing connector at epoch, for the leader to confirm. It
 // never blocks: reports for an epoch this replica has already moved past are
@@ -87,8 +95,7 @@ func (n *Node) replicaLoop(ctx context.Context) {
 }
 
 func (n *Node) withLease(ctx context.Context, cli *clientv3.Client, sess *concurrency.Session) {
-	self, _ := json.Marshal(Replica{ID: n.cfg.ReplicaID, Address: n.cfg.Address, Started: n.started})
-	registered := false
+	registered := ""
 	var retry <-chan time.Time
 	var trafficTick <-chan time.Time
 	if n.cfg.Traffic != nil {
@@ -97,13 +104,21 @@ func (n *Node) withLease(ctx context.Context, cli *clientv3.Client, sess *concur
 		trafficTick = t.C
 	}
 	for {
-		if !registered {
-			pctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
-			_, err := cli.Put(pctx, n.keys.replica(n.cfg.ReplicaID), string(self), clientv3.WithLease(sess.Lease()))
-			cancel()
-			registered = err == nil
+		// The entry carries the epochs this replica holds, so it is
+		// rewritten whenever they change, and when etcd lost it.
+		if n.reregister.Swap(false) {
+			registered = ""
 		}
-		if !n.flushReports(ctx, cli, sess.Lease()) || !registered {
+		self := n.selfDoc()
+		if registered != self {
+			pctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+			_, err := cli.Put(pctx, n.keys.replica(n.cfg.ReplicaID), self, clientv3.WithLease(sess.Lease()))
+			cancel()
+			if err == nil {
+				registered = self
+			}
+		}
+		if !n.flushReports(ctx, cli, sess.Lease()) || registered != self {
 			retry = time.After(n.cfg.Backoff)
 		}
 		select {
@@ -118,6 +133,19 @@ func (n *Node) withLease(ctx context.Context, cli *clientv3.Client, sess *concur
 		}
 		retry = nil
 	}
+}
+
+// selfDoc is this replica's replicas/<id> entry.
+func (n *Node) selfDoc() string {
+	r := Replica{ID: n.cfg.ReplicaID, Address: n.cfg.Address, Started: n.started}
+	for _, rt := range n.table.Snapshot() {
+		if r.Epochs == nil {
+			r.Epochs = map[string]uint64{}
+		}
+		r.Epochs[rt.Connector] = rt.Epoch
+	}
+	v, _ := json.Marshal(r)
+	return string(v)
 }
 
 // flushReports writes pending reports; false if some must be retried.

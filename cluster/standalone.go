@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hiveqd/hiveqd/hs2"
 	"github.com/hiveqd/hiveqd/registry"
 	"github.com/hiveqd/hiveqd/routing"
 )
@@ -45,12 +44,13 @@ type Standalone struct {
 
 var _ Coordinator = (*Standalone)(nil)
 
+// localConn is one connector: its chooser publishes into the table.
 type localConn struct {
 	s  *Standalone
 	cc ConnectorConfig
+	ch *chooser
 
 	mu  sync.Mutex
-	sel Selector
 	cur *routing.Route
 }
 
@@ -80,7 +80,9 @@ func NewStandalone(cfg StandaloneConfig) (*Standalone, error) {
 	s := &Standalone{cfg: cfg, table: cfg.Table, log: cfg.Logger, started: cfg.Now().UTC(),
 		conns: map[string]*localConn{}, changed: newBroadcast()}
 	for _, cc := range cfg.Connectors {
-		s.conns[cc.Name] = &localConn{s: s, cc: cc}
+		c := &localConn{s: s, cc: cc}
+		c.ch = newChooser(cc, c.publish, c.current, cfg.Backoff, cfg.Logger)
+		s.conns[cc.Name] = c
 	}
 	s.table.OnSwitch(func(_, _ *routing.Route) {
 		s.mu.Lock()
@@ -116,24 +118,13 @@ func (s *Standalone) Run(ctx context.Context) error {
 	return nil
 }
 
-func (c *localConn) run(ctx context.Context) {
-	for ctx.Err() == nil {
-		sel := c.cc.NewSelector()
-		c.mu.Lock()
-		c.sel = sel
-		var initial *hs2.Endpoint
-		if c.cur != nil && c.cur.Endpoint != nil {
-			ep := *c.cur.Endpoint
-			initial = &ep
-		}
-		c.mu.Unlock()
-		err := sel.Run(ctx, initial, c.publish)
-		if ctx.Err() != nil {
-			return
-		}
-		c.s.log.Error("cluster: selector stopped; restarting", "connector", c.cc.Name, "err", err)
-		sleep(ctx, c.s.cfg.Backoff)
-	}
+func (c *localConn) run(ctx context.Context) { c.ch.run(ctx) }
+
+// current is the route this connector last published.
+func (c *localConn) current() *routing.Route {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur
 }
 
 func (c *localConn) publish(ch registry.Choice) {
@@ -157,47 +148,18 @@ func (c *localConn) publish(ch registry.Choice) {
 // ReportFailure hands the report to the connector's selector, which
 // confirms it with its own probe, unless it is stale.
 func (s *Standalone) ReportFailure(connector string, epoch uint64, server string, err error) {
-	c := s.conns[connector]
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	cur, sel := c.cur, c.sel
-	c.mu.Unlock()
-	if sel != nil && reportApplies(cur, epoch, server) {
-		sel.Report(server)
+	if c := s.conns[connector]; c != nil {
+		c.ch.report(epoch, server)
 	}
 }
 
 // Failover asks the connector's selector to move off its server.
 func (s *Standalone) Failover(ctx context.Context, req FailoverRequest) (routing.Route, error) {
-	connector, expectedEpoch, reason := req.Connector, req.ExpectedEpoch, req.Reason
-	c := s.conns[connector]
+	c := s.conns[req.Connector]
 	if c == nil {
-		return routing.Route{}, fmt.Errorf("connector %q: %w", connector, routing.ErrUnknownConnector)
+		return routing.Route{}, fmt.Errorf("connector %q: %w", req.Connector, routing.ErrUnknownConnector)
 	}
-	c.mu.Lock()
-	cur, sel := c.cur, c.sel
-	c.mu.Unlock()
-	if sel == nil {
-		return routing.Route{}, fmt.Errorf("connector %q: not running", connector)
-	}
-	var epoch uint64
-	if cur != nil {
-		epoch = cur.Epoch
-	}
-	if expectedEpoch != 0 && expectedEpoch != epoch {
-		return routing.Route{}, &EpochMismatchError{Connector: connector, Expected: expectedEpoch, Current: epoch}
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.cfg.FailoverTimeout)
-		defer cancel()
-	}
-	if err := sel.Failover(ctx, reason, registry.FailoverOptions{AbortRunning: req.AbortRunning}); err != nil {
-		return routing.Route{}, fmt.Errorf("connector %q: failover: %w", connector, err)
-	}
-	return waitRoute(ctx, s.table, connector, epoch)
+	return c.ch.failover(ctx, req, s.cfg.FailoverTimeout, s.table)
 }
 
 // Topology: this process is the only replica and the leader.
@@ -208,16 +170,10 @@ func (s *Standalone) Topology() Topology {
 	now := s.cfg.Now().UTC()
 	t.Connectors = connectorStates(s.cfg.Connectors, s.table.Snapshot(), func(name string) ([]registry.CandidateHealth, time.Time) {
 		c := s.conns[name]
-		if c == nil {
+		if c == nil || c.ch.selector() == nil {
 			return nil, time.Time{}
 		}
-		c.mu.Lock()
-		sel := c.sel
-		c.mu.Unlock()
-		if sel == nil {
-			return nil, time.Time{}
-		}
-		return sel.Snapshot(), now
+		return c.ch.candidates(), now
 	})
 	return t
 }

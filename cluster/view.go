@@ -1,36 +1,25 @@
 package cluster
 
-import (
-	"sync/atomic"
-	"time"
-)
+import "time"
 
-// viewClock records when this replica's mirrored view of etcd (routes,
-// leader, replicas) was last confirmed current: a full read, a watch
-// response, or a successful etcd request while the watch is established
-// (etcd watches with WithRequireLeader end when their member loses its
-// leader, so a live watch plus a reachable etcd means nothing was missed).
-type viewClock struct {
-	at        atomic.Int64 // unix nanoseconds; 0: never
-	following atomic.Bool
-}
-
-func (v *viewClock) confirm(now time.Time) { v.at.Store(now.UnixNano()) }
-
-func (v *viewClock) setFollowing(ok bool) { v.following.Store(ok) }
-
-func (v *viewClock) confirmIfFollowing(now time.Time) {
-	if v.following.Load() {
-		v.confirm(now)
-	}
-}
-
-// ViewConfirmedAt is when this replica's view of the cluster was last
-// confirmed current by etcd; zero before the first read. The metric
-// hiveqd_view_age_seconds is the time since.
+// ViewConfirmedAt is when etcd last confirmed this replica's view of the
+// cluster (routes, leader, replicas) current: a full read, a watch
+// response, or an answered progress request on the mirror's watch; zero
+// before the first read. The metric hiveqd_view_age_seconds is the time
+// since. A follower cut off from etcd, or whose watch silently stalled,
+// stops being confirmed, so its age grows.
 func (n *Node) ViewConfirmedAt() time.Time {
-	if ns := n.view.at.Load(); ns != 0 {
-		return time.Unix(0, ns)
+	return n.mirrorSync.Status().Confirmed
+}
+
+// viewStale reports whether the view has gone unconfirmed for longer than
+// three progress intervals (a progress request is answered at once by a
+// reachable etcd), and how old it is.
+func (n *Node) viewStale(now time.Time) (bool, time.Duration) {
+	at := n.ViewConfirmedAt()
+	if at.IsZero() {
+		return true, 0
 	}
-	return time.Time{}
+	age := now.Sub(at)
+	return age > 3*n.cfg.ProgressInterval, age
 }

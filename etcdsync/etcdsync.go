@@ -1,8 +1,9 @@
 // Package etcdsync keeps a caller's view of one etcd key or prefix current:
 // read it at a revision, watch from the next revision, and read it again
 // whenever the watch cannot be trusted to continue — compaction past the
-// watched revision, a cancelled or failed watch, a lost etcd leader, or a
-// watch that stops answering progress requests.
+// watched revision, a cancelled or failed watch, a lost etcd leader, a
+// watch that stops answering progress requests, or a revision that went
+// backwards (etcd restored from an older snapshot).
 //
 // It is the shape of etcd's own clientv3/mirror.Syncer (SyncBase, then
 // SyncUpdates from the next revision) with what a long-running follower
@@ -285,9 +286,21 @@ func (s *Syncer) requestProgress(wctx context.Context, cli *clientv3.Client) {
 	}
 }
 
+// ErrRewound is why a watch whose etcd went back to a lower revision (a
+// restore from an older snapshot) is abandoned: resumed from the revision
+// after the last one seen, it would wait for revisions now in the future
+// and miss every change until then.
+var ErrRewound = errors.New("etcd's revision went backwards (restored from an older snapshot?)")
+
 // deliver applies one watch response and records the confirmation.
 func (s *Syncer) deliver(wr clientv3.WatchResponse, apply func(Update) error) error {
 	rev := wr.Header.Revision
+	s.mu.Lock()
+	seen := s.status.Rev
+	s.mu.Unlock()
+	if rev > 0 && rev < seen {
+		return fmt.Errorf("%w: at %d, after %d", ErrRewound, rev, seen)
+	}
 	if n := len(wr.Events); n > 0 {
 		if err := apply(Update{Events: wr.Events, Rev: wr.Events[n-1].Kv.ModRevision}); err != nil {
 			return applyError{err}

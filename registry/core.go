@@ -190,9 +190,10 @@ func (c *core) probeDone(ep hs2.Endpoint, err error, now time.Time) {
 		if h.fails > 0 && isCurrent {
 			c.logf("%s answers again after %d failed probe(s)", ep, h.fails)
 		}
-		if isCurrent || c.current == nil {
+		if isCurrent || c.routedDown(now) {
 			// The current server answers again (it was only saturated), or
-			// nothing is routed: no cooldown keeps a working server out.
+			// nothing (healthy) is routed: no cooldown keeps a working
+			// server out.
 			h.downUntil = time.Time{}
 		}
 		h.fails, h.okAt, h.lastErr = 0, now, ""
@@ -462,6 +463,15 @@ func (c *core) stepLook(now time.Time, why string, drain, dead bool, exclude *hs
 			return c.step(now) // the current server is fine: it stays
 		}
 	}
+	if c.current != nil {
+		// Before the routed server gives way to "none", recheck the
+		// servers still held down by an earlier incident: one that answers
+		// now is switched to directly, one failover instead of "none" and
+		// back a moment later.
+		if probes, waiting := c.recheckHeldDown(now); waiting {
+			return probes, nil, c.nextCooldownEnd(now)
+		}
+	}
 	reason := c.unavailable(now, nil)
 	if why != "" {
 		reason = why + "; " + reason
@@ -546,6 +556,37 @@ func (c *core) probeHeldDown(now time.Time) (probes []hs2.Endpoint, wake time.Ti
 		probes = append(probes, ep)
 	}
 	return probes, wake
+}
+
+// recheckHeldDown starts a probe of every other active server held down
+// after probes that only timed out, whose last probe is older than a
+// verification stays fresh (its failure is old news: an earlier incident);
+// waiting is true while such a probe is due or in flight.
+func (c *core) recheckHeldDown(now time.Time) (probes []hs2.Endpoint, waiting bool) {
+	for _, ep := range c.order {
+		h := c.hs[ep]
+		if *c.current == ep || !h.cand.Active || !h.down(now) || !h.slowOnly {
+			continue
+		}
+		switch {
+		case h.inflight:
+			waiting = true
+		case now.Sub(h.lastProbe) > c.fresh:
+			probes = append(probes, ep)
+			waiting = true
+		}
+	}
+	return probes, waiting
+}
+
+// routedDown reports whether no server is routed or the routed one is
+// held down: then no cooldown keeps a server that answers out.
+func (c *core) routedDown(now time.Time) bool {
+	if c.current == nil {
+		return true
+	}
+	h := c.hs[*c.current]
+	return h == nil || h.down(now)
 }
 
 // stepAdopted runs while discovery has not answered yet, for a server

@@ -460,7 +460,7 @@ func TestCoreDrainPrefersRecoveredOverNone(t *testing.T) {
 	h.wantProbing(ep(1))
 	h.answer(ep(1), nil, time.Millisecond)
 	h.wantPubs(3)
-	h.wantChoice(ptr(ep(1)), true, "hs2-2:10000 is no longer registered (draining)", "answered its latest health check")
+	h.wantChoice(ptr(ep(1)), true, "hs2-2:10000 is no longer registered (draining)", "chose hs2-1:10000")
 
 	// Had it failed that check, "none" (still a drain) would follow.
 	h = newHarness(t, SelectorConfig{}, nil)
@@ -516,5 +516,87 @@ func TestCoreRecoveredChoiceStays(t *testing.T) {
 	}
 	if len(h.pubs) != pubs {
 		t.Fatalf("published %+v after choosing %s", h.pubs[pubs:], ep(1))
+	}
+}
+
+// heldDownConfig is the chaos soak's: probes every 2s, 1s to answer, 30s
+// cooldown.
+var heldDownConfig = SelectorConfig{ProbeInterval: 2 * time.Second, ProbeTimeout: time.Second, Cooldown: 30 * time.Second}
+
+// A server held down by an earlier incident whose probes only timed out
+// (a GC pause) is rechecked before the routed server gives way to "none":
+// if it answers, the switch goes to it directly, one failover instead of
+// "none" and back a moment later (the chaos soak's extra epoch bumps).
+func TestCoreHeldDownRecheckedBeforeNone(t *testing.T) {
+	timeout := fmt.Errorf("no answer within 1s: %w", context.DeadlineExceeded)
+	h := newHarness(t, heldDownConfig, nil)
+	h.c.lastAnswer = func(hs2.Endpoint) time.Time { return time.Time{} } // no traffic answered
+	h.update(Status{}, cand(1, 1), cand(2, 2))
+	h.answer(ep(1), nil, time.Millisecond)
+	h.answer(ep(2), nil, time.Millisecond)
+	h.wantChoice(ptr(ep(1)), false)
+
+	// ep(1) pauses: two timed-out checks move traffic to ep(2), and ep(1)
+	// is held down for the cooldown.
+	h.advance(heldDownConfig.ProbeInterval)
+	h.answer(ep(1), timeout, time.Second)
+	h.answerAll(nil)
+	h.advance(heldDownConfig.ProbeInterval)
+	h.answer(ep(1), timeout, time.Second)
+	h.answerAll(nil) // ep(2) verified again before the switch
+	h.wantChoice(ptr(ep(2)), true, "hs2-1:10000 timed out 2 health checks")
+	h.wantPubs(2)
+
+	// ep(1) resumed unseen; well within its cooldown ep(2) pauses too.
+	h.advance(heldDownConfig.ProbeInterval)
+	for range 3 {
+		h.wantProbing(ep(2))
+		h.answer(ep(2), nil, time.Millisecond)
+		h.advance(heldDownConfig.ProbeInterval)
+	}
+	h.wantProbing(ep(2))
+	h.answer(ep(2), timeout, time.Second)
+	h.advance(heldDownConfig.ProbeInterval)
+	h.answer(ep(2), timeout, time.Second)
+	// Not "none": ep(1) is checked first, and taken as soon as it answers.
+	h.wantPubs(2)
+	h.wantProbing(ep(1))
+	h.answer(ep(1), nil, time.Millisecond)
+	h.wantChoice(ptr(ep(1)), true, "hs2-2:10000 timed out 2 health checks", "chose hs2-1:10000")
+	h.wantPubs(3)
+}
+
+// When the held-down server still does not answer, "none" follows its
+// recheck.
+func TestCoreHeldDownRecheckFailsThenNone(t *testing.T) {
+	timeout := fmt.Errorf("no answer within 1s: %w", context.DeadlineExceeded)
+	h := newHarness(t, heldDownConfig, nil)
+	h.c.lastAnswer = func(hs2.Endpoint) time.Time { return time.Time{} } // no traffic answered
+	h.update(Status{}, cand(1, 1), cand(2, 2))
+	h.answer(ep(1), nil, time.Millisecond)
+	h.answer(ep(2), nil, time.Millisecond)
+	h.advance(heldDownConfig.ProbeInterval)
+	h.answer(ep(1), timeout, time.Second)
+	h.answerAll(nil)
+	h.advance(heldDownConfig.ProbeInterval)
+	h.answer(ep(1), timeout, time.Second)
+	h.answerAll(nil)
+	h.wantChoice(ptr(ep(2)), true)
+	h.advance(heldDownConfig.ProbeInterval)
+	h.answer(ep(2), timeout, time.Second)
+	h.advance(heldDownConfig.ProbeInterval)
+	h.answer(ep(2), timeout, time.Second)
+	h.wantPubs(2)
+	h.wantProbing(ep(1))
+	h.answer(ep(1), timeout, time.Second)
+	h.wantChoice(nil, true, "hs2-2:10000 timed out 2 health checks", "all 2 registered HiveServer2 failed health checks")
+	h.wantPubs(3)
+}
+
+// answerAll completes every probe in flight with err.
+func (h *harness) answerAll(err error) {
+	h.t.Helper()
+	for len(h.probes) > 0 {
+		h.answer(h.probes[0], err, time.Millisecond)
 	}
 }

@@ -150,11 +150,13 @@ func clusterStatus(err error) error {
 // TopologyProto converts a cluster.Topology.
 func TopologyProto(t cluster.Topology) *hiveqv1.Topology {
 	out := &hiveqv1.Topology{
-		Cluster:        t.Cluster,
-		Coordination:   t.Coordination,
-		Self:           replicaProto(t.Self),
-		Degraded:       t.Degraded,
-		DegradedReason: t.DegradedReason,
+		Cluster:         t.Cluster,
+		Coordination:    t.Coordination,
+		Self:            replicaProto(t.Self),
+		Degraded:        t.Degraded,
+		DegradedReason:  t.DegradedReason,
+		ViewStale:       t.ViewStale,
+		ViewConfirmedAt: ts(t.ViewConfirmedAt),
 	}
 	if t.Leader != nil {
 		out.Leader = replicaProto(*t.Leader)

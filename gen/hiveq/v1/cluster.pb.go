@@ -309,11 +309,19 @@ type Topology struct {
 	Replicas   []*Replica        `protobuf:"bytes,5,rep,name=replicas,proto3" json:"replicas,omitempty"`
 	Connectors []*ConnectorState `protobuf:"bytes,6,rep,name=connectors,proto3" json:"connectors,omitempty"`
 	// Set while this replica cannot reach etcd: it serves the last published
-	// routes and no failover can happen.
+	// routes and no failover can happen. Also set while its view is stale.
 	Degraded       bool   `protobuf:"varint,7,opt,name=degraded,proto3" json:"degraded,omitempty"`
 	DegradedReason string `protobuf:"bytes,8,opt,name=degraded_reason,json=degradedReason,proto3" json:"degraded_reason,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// etcd mode: when etcd last confirmed this replica's view of the cluster
+	// current (a read, a watch event or an answered progress request); unset
+	// before the first read and in standalone mode.
+	ViewConfirmedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=view_confirmed_at,json=viewConfirmedAt,proto3" json:"view_confirmed_at,omitempty"`
+	// etcd mode: the view has gone unconfirmed for over three progress
+	// intervals (etcd cut off, a stalled watch): a failover may have been
+	// missed. It clears within about a second of etcd answering again.
+	ViewStale     bool `protobuf:"varint,10,opt,name=view_stale,json=viewStale,proto3" json:"view_stale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Topology) Reset() {
@@ -400,6 +408,20 @@ func (x *Topology) GetDegradedReason() string {
 		return x.DegradedReason
 	}
 	return ""
+}
+
+func (x *Topology) GetViewConfirmedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ViewConfirmedAt
+	}
+	return nil
+}
+
+func (x *Topology) GetViewStale() bool {
+	if x != nil {
+		return x.ViewStale
+	}
+	return false
 }
 
 type Replica struct {
@@ -799,7 +821,7 @@ const file_hiveq_v1_cluster_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12#\n" +
 	"\rabort_running\x18\x04 \x01(\bR\fabortRunning\"J\n" +
 	"\x10FailoverResponse\x126\n" +
-	"\tconnector\x18\x01 \x01(\v2\x18.hiveq.v1.ConnectorStateR\tconnector\"\xc8\x02\n" +
+	"\tconnector\x18\x01 \x01(\v2\x18.hiveq.v1.ConnectorStateR\tconnector\"\xaf\x03\n" +
 	"\bTopology\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\"\n" +
 	"\fcoordination\x18\x02 \x01(\tR\fcoordination\x12%\n" +
@@ -810,7 +832,11 @@ const file_hiveq_v1_cluster_proto_rawDesc = "" +
 	"connectors\x18\x06 \x03(\v2\x18.hiveq.v1.ConnectorStateR\n" +
 	"connectors\x12\x1a\n" +
 	"\bdegraded\x18\a \x01(\bR\bdegraded\x12'\n" +
-	"\x0fdegraded_reason\x18\b \x01(\tR\x0edegradedReason\"\x81\x01\n" +
+	"\x0fdegraded_reason\x18\b \x01(\tR\x0edegradedReason\x12F\n" +
+	"\x11view_confirmed_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0fviewConfirmedAt\x12\x1d\n" +
+	"\n" +
+	"view_stale\x18\n" +
+	" \x01(\bR\tviewStale\"\x81\x01\n" +
 	"\aReplica\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x124\n" +
@@ -888,24 +914,25 @@ var file_hiveq_v1_cluster_proto_depIdxs = []int32{
 	7,  // 4: hiveq.v1.Topology.leader:type_name -> hiveq.v1.Replica
 	7,  // 5: hiveq.v1.Topology.replicas:type_name -> hiveq.v1.Replica
 	9,  // 6: hiveq.v1.Topology.connectors:type_name -> hiveq.v1.ConnectorState
-	11, // 7: hiveq.v1.Replica.started:type_name -> google.protobuf.Timestamp
-	8,  // 8: hiveq.v1.ConnectorState.server:type_name -> hiveq.v1.Server
-	11, // 9: hiveq.v1.ConnectorState.chosen_at:type_name -> google.protobuf.Timestamp
-	10, // 10: hiveq.v1.ConnectorState.candidates:type_name -> hiveq.v1.Candidate
-	8,  // 11: hiveq.v1.Candidate.server:type_name -> hiveq.v1.Server
-	11, // 12: hiveq.v1.Candidate.last_probe:type_name -> google.protobuf.Timestamp
-	11, // 13: hiveq.v1.Candidate.down_until:type_name -> google.protobuf.Timestamp
-	0,  // 14: hiveq.v1.ClusterService.GetTopology:input_type -> hiveq.v1.GetTopologyRequest
-	2,  // 15: hiveq.v1.ClusterService.WatchTopology:input_type -> hiveq.v1.WatchTopologyRequest
-	4,  // 16: hiveq.v1.ClusterService.Failover:input_type -> hiveq.v1.FailoverRequest
-	1,  // 17: hiveq.v1.ClusterService.GetTopology:output_type -> hiveq.v1.GetTopologyResponse
-	3,  // 18: hiveq.v1.ClusterService.WatchTopology:output_type -> hiveq.v1.WatchTopologyResponse
-	5,  // 19: hiveq.v1.ClusterService.Failover:output_type -> hiveq.v1.FailoverResponse
-	17, // [17:20] is the sub-list for method output_type
-	14, // [14:17] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	11, // 7: hiveq.v1.Topology.view_confirmed_at:type_name -> google.protobuf.Timestamp
+	11, // 8: hiveq.v1.Replica.started:type_name -> google.protobuf.Timestamp
+	8,  // 9: hiveq.v1.ConnectorState.server:type_name -> hiveq.v1.Server
+	11, // 10: hiveq.v1.ConnectorState.chosen_at:type_name -> google.protobuf.Timestamp
+	10, // 11: hiveq.v1.ConnectorState.candidates:type_name -> hiveq.v1.Candidate
+	8,  // 12: hiveq.v1.Candidate.server:type_name -> hiveq.v1.Server
+	11, // 13: hiveq.v1.Candidate.last_probe:type_name -> google.protobuf.Timestamp
+	11, // 14: hiveq.v1.Candidate.down_until:type_name -> google.protobuf.Timestamp
+	0,  // 15: hiveq.v1.ClusterService.GetTopology:input_type -> hiveq.v1.GetTopologyRequest
+	2,  // 16: hiveq.v1.ClusterService.WatchTopology:input_type -> hiveq.v1.WatchTopologyRequest
+	4,  // 17: hiveq.v1.ClusterService.Failover:input_type -> hiveq.v1.FailoverRequest
+	1,  // 18: hiveq.v1.ClusterService.GetTopology:output_type -> hiveq.v1.GetTopologyResponse
+	3,  // 19: hiveq.v1.ClusterService.WatchTopology:output_type -> hiveq.v1.WatchTopologyResponse
+	5,  // 20: hiveq.v1.ClusterService.Failover:output_type -> hiveq.v1.FailoverResponse
+	18, // [18:21] is the sub-list for method output_type
+	15, // [15:18] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_hiveq_v1_cluster_proto_init() }
