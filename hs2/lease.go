@@ -186,6 +186,21 @@ func (l *Lease) Schema(ctx context.Context) (Schema, error) {
 	return op.Schema(cctx)
 }
 
+// SchemaAhead is Operation.SchemaAhead on the leased operation: the
+// schema, with the first fetch of rows sent in the same write.
+func (l *Lease) SchemaAhead(ctx context.Context, rows int) (Schema, error) {
+	cctx, done, err := l.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	op, err := l.operation("GetResultSetMetadata")
+	if err != nil {
+		return nil, err
+	}
+	return op.SchemaAhead(cctx, rows)
+}
+
 // Fetch is Operation.FetchAhead on the leased operation.
 func (l *Lease) Fetch(ctx context.Context, maxRows, next int) (*Batch, error) {
 	cctx, done, err := l.begin(ctx)
@@ -266,7 +281,9 @@ func (l *Lease) Release(ctx context.Context) {
 		if !opDone {
 			_ = op.Cancel(ctx)
 		}
-		_ = op.Close(ctx)
+		// Sent now, its answer read by the session's next call: the
+		// session goes back to the pool without waiting a round trip.
+		_ = op.CloseLater(ctx)
 	}
 	if s.Broken() {
 		// Over HTTP the session outlives a failed call: Close ends it.

@@ -2,6 +2,7 @@ package hs2
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/apache/thrift/lib/go/thrift"
@@ -90,12 +91,9 @@ func (s *Session) fetchPipelined(ctx context.Context, o *Operation, maxRows, nex
 }
 
 func (s *Session) sendFetch(ctx context.Context, h *hiveserver.TOperationHandle, maxRows int) (int32, error) {
-	s.seq++
-	args := &hiveserver.TCLIServiceFetchResultsArgs{Req: &hiveserver.TFetchResultsReq{
+	return s.send(ctx, "FetchResults", &hiveserver.TCLIServiceFetchResultsArgs{Req: &hiveserver.TFetchResultsReq{
 		OperationHandle: h, Orientation: hiveserver.TFetchOrientation_FETCH_NEXT, MaxRows: int64(maxRows),
-	}}
-	var tc thrift.TStandardClient // Send and Recv use only their arguments
-	return s.seq, tc.Send(ctx, s.proto, s.seq, "FetchResults", args)
+	}})
 }
 
 func (s *Session) recvFetch(ctx context.Context, seq int32) (*hiveserver.TFetchResultsResp, error) {
@@ -110,15 +108,163 @@ func (s *Session) recvFetch(ctx context.Context, seq int32) (*hiveserver.TFetchR
 	return result.Success, nil
 }
 
-// dropAhead wraps fn so that it first reads and drops the answer to a
-// request sent ahead.
-func (s *Session) dropAhead(fn func(context.Context) (*hiveserver.TStatus, error)) func(context.Context) (*hiveserver.TStatus, error) {
+// drainFirst wraps fn so that it first reads the answers nobody waits for
+// (s.later, then a request sent ahead unless keep is its operation). HS2
+// answers in order, so they stand before fn's. Their own outcome does not
+// matter (a close that failed, rows not wanted); a transport failure
+// reading them fails fn's call, with nothing of fn sent.
+func (s *Session) drainFirst(fn func(context.Context) (*hiveserver.TStatus, error), keep *Operation) func(context.Context) (*hiveserver.TStatus, error) {
 	return func(ctx context.Context) (*hiveserver.TStatus, error) {
-		a := s.ahead
-		s.ahead = nil
-		if _, err := s.recvFetch(ctx, a.seqID); err != nil {
-			return nil, err
+		later := s.later
+		s.later = s.later[:0]
+		for _, l := range later {
+			var tc thrift.TStandardClient
+			if err := tc.Recv(ctx, s.proto, l.seqID, l.method, l.result); err != nil {
+				return nil, err
+			}
+		}
+		if a := s.ahead; a != nil && a.op != keep {
+			s.ahead = nil
+			if _, err := s.recvFetch(ctx, a.seqID); err != nil {
+				return nil, err
+			}
 		}
 		return fn(ctx)
 	}
+}
+
+// laterAnswer is the unread answer to a call sent by CloseLater.
+type laterAnswer struct {
+	seqID  int32
+	method string
+	result thrift.TStruct
+}
+
+// corker is a binary transport that can hold several whole messages and
+// write them at once.
+type corker interface {
+	cork()
+	uncork() error
+}
+
+// corked runs fn, whose messages the transport then writes with one write
+// (one system call and one wake-up of HS2 instead of one per message).
+func (s *Session) corked(fn func() error) error {
+	c, ok := s.tr.(corker)
+	if !ok {
+		return fn()
+	}
+	c.cork()
+	err := fn()
+	if uerr := c.uncork(); err == nil {
+		err = uerr
+	}
+	return err
+}
+
+// send writes one call's request and returns its sequence id.
+func (s *Session) send(ctx context.Context, method string, args thrift.TStruct) (int32, error) {
+	s.seq++
+	var tc thrift.TStandardClient // Send and Recv use only their arguments
+	return s.seq, tc.Send(ctx, s.proto, s.seq, method, args)
+}
+
+// SchemaAhead is Schema that, on the binary transports, also sends the
+// first FetchResults request (rows, 1..MaxFetchRows) in the same write, so
+// that HS2 answers both in one round trip; the next Fetch or FetchAhead
+// reads the rows. HS2 serves a connection's requests in order, and the
+// caller saw the operation FINISHED, so the fetch finds the result ready,
+// as it would one round trip later. Over HTTP, or when the schema is
+// already known, it is Schema.
+func (o *Operation) SchemaAhead(ctx context.Context, rows int) (Schema, error) {
+	if rows < 1 || rows > MaxFetchRows {
+		return nil, fmt.Errorf("hs2: fetch size %d out of range 1..%d", rows, MaxFetchRows)
+	}
+	if !o.s.pipelines() {
+		return o.Schema(ctx)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.schema != nil || !o.hasRS.Load() || o.done || o.next > 0 {
+		return o.schemaLocked(ctx)
+	}
+	s := o.s
+	if err := s.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer s.release()
+	var resp *hiveserver.TGetResultSetMetadataResp
+	err := s.callLocked(ctx, "GetResultSetMetadata", callOpts{keepAhead: o}, func(ctx context.Context) (*hiveserver.TStatus, error) {
+		if s.ahead != nil { // a request already ahead for o: just the schema
+			var err error
+			resp, err = s.client.GetResultSetMetadata(ctx, &hiveserver.TGetResultSetMetadataReq{OperationHandle: o.h})
+			if err != nil {
+				return nil, err
+			}
+			return resp.Status, nil
+		}
+		var seq int32
+		err := s.corked(func() error {
+			var err error
+			seq, err = s.send(ctx, "GetResultSetMetadata", &hiveserver.TCLIServiceGetResultSetMetadataArgs{Req: &hiveserver.TGetResultSetMetadataReq{OperationHandle: o.h}})
+			if err != nil {
+				return err
+			}
+			fseq, err := s.sendFetch(ctx, o.h, rows)
+			if err != nil {
+				return err
+			}
+			s.ahead = &fetchAhead{op: o, seqID: fseq}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		var result hiveserver.TCLIServiceGetResultSetMetadataResult
+		var tc thrift.TStandardClient
+		if err := tc.Recv(ctx, s.proto, seq, "GetResultSetMetadata", &result); err != nil {
+			return nil, err
+		}
+		if result.Success == nil {
+			return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "GetResultSetMetadata failed: unknown result")
+		}
+		resp = result.Success
+		return resp.Status, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return o.setSchema(resp)
+}
+
+// CloseLater is Close that, on the binary transports, does not wait for
+// HS2's answer: the request goes out now and the session's next call
+// (the next statement on a pooled session, a validation ping, its
+// CloseSession) reads the answer first. HS2 serves requests in order, so
+// the operation is closed before anything sent after it runs. It saves the
+// round trip at the end of every query. Over HTTP it is Close.
+func (o *Operation) CloseLater(ctx context.Context) error {
+	s := o.s
+	if !s.pipelines() {
+		return o.Close(ctx)
+	}
+	if o.closed.Swap(true) || s.Broken() {
+		return nil
+	}
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.release()
+	err := s.callLocked(ctx, "CloseOperation", callOpts{}, func(ctx context.Context) (*hiveserver.TStatus, error) {
+		seq, err := s.send(ctx, "CloseOperation", &hiveserver.TCLIServiceCloseOperationArgs{Req: &hiveserver.TCloseOperationReq{OperationHandle: o.h}})
+		if err != nil {
+			return nil, err
+		}
+		s.later = append(s.later, laterAnswer{seqID: seq, method: "CloseOperation", result: &hiveserver.TCLIServiceCloseOperationResult{}})
+		return &hiveserver.TStatus{StatusCode: hiveserver.TStatusCode_SUCCESS_STATUS}, nil
+	})
+	if errors.Is(err, ErrSessionClosed) {
+		return nil
+	}
+	return err
 }

@@ -19,8 +19,12 @@ func (a *attempt) stream() (streamEnd, error) {
 		return streamEnd{}, nil
 	}
 	// STREAMING goes out with the schema, one HS2 call later, so that the
-	// two share a write.
-	schema, err := call(a, bounded(a, a.lease.Schema))
+	// two share a write. The first FetchResults goes to HS2 with
+	// GetResultSetMetadata (hs2 SchemaAhead): one round trip for both.
+	first := a.firstFetch()
+	schema, err := call(a, bounded(a, func(ctx context.Context) (hs2.Schema, error) {
+		return a.lease.SchemaAhead(ctx, first)
+	}))
 	if err != nil {
 		return streamEnd{}, a.classify(err)
 	}
@@ -158,12 +162,15 @@ func (a *attempt) fetcher(out chan<- fetched, quit <-chan struct{}) {
 	rows := int64(0)
 	size := q.req.FetchSize
 	// ahead is the size of the request sent ahead of the one being read
-	// (0: none). Once a batch came back full, each fetch sends the request
-	// for the batch after it first (hs2 FetchAhead), so that HS2 builds
-	// batch k+1 while batch k is decoded here; a short first batch (a small
-	// result) costs no extra request.
-	ahead := 0
-	pipeline := false
+	// (0: none): the first one went with the schema (stream). Reading it
+	// sends the second, which every result needs (more rows, or the empty
+	// batch that ends it). After that, while batches come back full, each
+	// fetch sends the request for the batch after it first (hs2
+	// FetchAhead), so that HS2 builds batch k+1 while batch k is decoded
+	// here; after a short first batch (a small result) no further request
+	// goes ahead.
+	ahead := a.firstFetch()
+	pipeline := true
 	for {
 		select {
 		case <-quit:
@@ -205,6 +212,15 @@ func (a *attempt) fetcher(out chan<- fetched, quit <-chan struct{}) {
 		rows += int64(b.Rows)
 		size = a.nextFetchSize(b)
 	}
+}
+
+// firstFetch is the size of the first FetchResults.
+func (a *attempt) firstFetch() int {
+	n := a.q.req.FetchSize
+	if m := a.q.maxRows; m > 0 {
+		n = int(min(int64(n), m))
+	}
+	return n
 }
 
 // fetchOne is one FetchResults under the stall bound.
