@@ -187,8 +187,8 @@ func (l *Lease) Schema(ctx context.Context) (Schema, error) {
 }
 
 // SchemaAhead is Operation.SchemaAhead on the leased operation: the
-// schema, with the first fetch of rows sent in the same write.
-func (l *Lease) SchemaAhead(ctx context.Context, rows int) (Schema, error) {
+// schema, with the first two fetches sent in the same write.
+func (l *Lease) SchemaAhead(ctx context.Context, rows, next int) (Schema, error) {
 	cctx, done, err := l.begin(ctx)
 	if err != nil {
 		return nil, err
@@ -198,7 +198,7 @@ func (l *Lease) SchemaAhead(ctx context.Context, rows int) (Schema, error) {
 	if err != nil {
 		return nil, err
 	}
-	return op.SchemaAhead(cctx, rows)
+	return op.SchemaAhead(cctx, rows, next)
 }
 
 // Fetch is Operation.FetchAhead on the leased operation.

@@ -19,10 +19,11 @@ import (
 // sent ahead simply waits in the socket; answers come back in order and
 // each carries its request's sequence id, which is checked.
 //
-// The request ahead is the session's until its answer is read: the next
-// Fetch or FetchAhead of the same operation reads it, and any other call
-// on the session first reads and drops it (an operation being cancelled or
-// closed does not need those rows).
+// The requests ahead (at most two: SchemaAhead sends the first two
+// fetches) are the session's until their answers are read: the next
+// Fetch or FetchAhead calls of the same operation read them, in order, and
+// any other call on the session first reads and drops them (an operation
+// being cancelled or closed does not need those rows).
 
 // fetchAhead is a FetchResults request whose answer is still unread.
 type fetchAhead struct {
@@ -39,6 +40,10 @@ func (s *Session) pipelines() bool {
 	}
 	return false
 }
+
+// Pipelines reports whether the session sends requests ahead (FetchAhead,
+// SchemaAhead, CloseLater): on the binary transports, not over HTTP.
+func (s *Session) Pipelines() bool { return s.pipelines() }
 
 // FetchAhead is Fetch that also sends, on the binary transports, the
 // request for the batch after this one (next rows, 0..MaxFetchRows; 0
@@ -63,10 +68,10 @@ func (s *Session) fetchPipelined(ctx context.Context, o *Operation, maxRows, nex
 	var resp *hiveserver.TFetchResultsResp
 	err := s.callLocked(ctx, "FetchResults", callOpts{keepAhead: o}, func(ctx context.Context) (*hiveserver.TStatus, error) {
 		seq, ok := int32(0), false
-		if a := s.ahead; a != nil && a.op == o {
-			seq, ok = a.seqID, true
+		if len(s.ahead) > 0 && s.ahead[0].op == o {
+			seq, ok = s.ahead[0].seqID, true
+			s.ahead = s.ahead[1:]
 		}
-		s.ahead = nil
 		if !ok {
 			var err error
 			if seq, err = s.sendFetch(ctx, o.h, maxRows); err != nil {
@@ -78,7 +83,7 @@ func (s *Session) fetchPipelined(ctx context.Context, o *Operation, maxRows, nex
 			if err != nil {
 				return nil, err
 			}
-			s.ahead = &fetchAhead{op: o, seqID: nseq}
+			s.ahead = append(s.ahead, fetchAhead{op: o, seqID: nseq})
 		}
 		var err error
 		resp, err = s.recvFetch(ctx, seq)
@@ -123,10 +128,13 @@ func (s *Session) drainFirst(fn func(context.Context) (*hiveserver.TStatus, erro
 				return nil, err
 			}
 		}
-		if a := s.ahead; a != nil && a.op != keep {
+		if len(s.ahead) > 0 && s.ahead[0].op != keep {
+			ahead := s.ahead
 			s.ahead = nil
-			if _, err := s.recvFetch(ctx, a.seqID); err != nil {
-				return nil, err
+			for _, a := range ahead {
+				if _, err := s.recvFetch(ctx, a.seqID); err != nil {
+					return nil, err
+				}
 			}
 		}
 		return fn(ctx)
@@ -170,15 +178,21 @@ func (s *Session) send(ctx context.Context, method string, args thrift.TStruct) 
 }
 
 // SchemaAhead is Schema that, on the binary transports, also sends the
-// first FetchResults request (rows, 1..MaxFetchRows) in the same write, so
-// that HS2 answers both in one round trip; the next Fetch or FetchAhead
-// reads the rows. HS2 serves a connection's requests in order, and the
-// caller saw the operation FINISHED, so the fetch finds the result ready,
-// as it would one round trip later. Over HTTP, or when the schema is
-// already known, it is Schema.
-func (o *Operation) SchemaAhead(ctx context.Context, rows int) (Schema, error) {
+// first FetchResults request (rows, 1..MaxFetchRows) and, when next > 0,
+// the second (next rows) in the same write, so that HS2 answers them in one
+// round trip; the next Fetch or FetchAhead calls read the rows, in order,
+// whatever sizes they ask for themselves. HS2 serves a connection's
+// requests in order, and the caller saw the operation FINISHED, so the
+// fetches find the result ready, as they would a round trip later. Every
+// result needs two fetches (the rows, and the empty batch that ends them),
+// so a second one sent ahead is never wasted. Over HTTP, or when the schema
+// is already known, it is Schema.
+func (o *Operation) SchemaAhead(ctx context.Context, rows, next int) (Schema, error) {
 	if rows < 1 || rows > MaxFetchRows {
 		return nil, fmt.Errorf("hs2: fetch size %d out of range 1..%d", rows, MaxFetchRows)
+	}
+	if next < 0 || next > MaxFetchRows {
+		return nil, fmt.Errorf("hs2: fetch size %d out of range 0..%d", next, MaxFetchRows)
 	}
 	if !o.s.pipelines() {
 		return o.Schema(ctx)
@@ -195,7 +209,7 @@ func (o *Operation) SchemaAhead(ctx context.Context, rows int) (Schema, error) {
 	defer s.release()
 	var resp *hiveserver.TGetResultSetMetadataResp
 	err := s.callLocked(ctx, "GetResultSetMetadata", callOpts{keepAhead: o}, func(ctx context.Context) (*hiveserver.TStatus, error) {
-		if s.ahead != nil { // a request already ahead for o: just the schema
+		if len(s.ahead) > 0 { // requests already ahead for o: just the schema
 			var err error
 			resp, err = s.client.GetResultSetMetadata(ctx, &hiveserver.TGetResultSetMetadataReq{OperationHandle: o.h})
 			if err != nil {
@@ -210,11 +224,16 @@ func (o *Operation) SchemaAhead(ctx context.Context, rows int) (Schema, error) {
 			if err != nil {
 				return err
 			}
-			fseq, err := s.sendFetch(ctx, o.h, rows)
-			if err != nil {
-				return err
+			for _, n := range []int{rows, next} {
+				if n == 0 {
+					break
+				}
+				fseq, err := s.sendFetch(ctx, o.h, n)
+				if err != nil {
+					return err
+				}
+				s.ahead = append(s.ahead, fetchAhead{op: o, seqID: fseq})
 			}
-			s.ahead = &fetchAhead{op: o, seqID: fseq}
 			return nil
 		})
 		if err != nil {

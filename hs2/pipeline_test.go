@@ -216,18 +216,21 @@ func TestSchemaAheadAndCloseLater(t *testing.T) {
 					t.Fatal(err)
 				}
 				before := wc.n()
-				sch, err := op.SchemaAhead(ctx, 4000)
+				sch, err := op.SchemaAhead(ctx, 4000, 2000)
 				if err != nil || len(sch) == 0 {
 					t.Fatalf("schema %v, %v", sch, err)
 				}
 				if w := wc.n() - before; cfg.Transport != "http" && w != 1 {
-					t.Errorf("schema and first fetch took %d writes, want 1", w)
+					t.Errorf("schema and first fetches took %d writes, want 1", w)
 				}
-				// The first fetch's size is the one sent ahead.
+				// The first fetches' sizes are those sent ahead.
 				batches := fetchAll(t, op, 9000, 3000)
 				checkSynthRows(t, batches, 25000)
 				if want := map[bool]int{true: 9000, false: 4000}[cfg.Transport == "http"]; batches[0].Rows != want {
 					t.Errorf("first batch %d rows, want %d", batches[0].Rows, want)
+				}
+				if cfg.Transport != "http" && batches[1].Rows != 2000 {
+					t.Errorf("second batch %d rows, want 2000", batches[1].Rows)
 				}
 				if err := op.CloseLater(ctx); err != nil {
 					t.Fatal(err)
@@ -256,7 +259,7 @@ func TestSchemaAheadAndCloseLater(t *testing.T) {
 			if _, err := op.Wait(ctx, nil); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := op.SchemaAhead(ctx, 10); err != nil {
+			if _, err := op.SchemaAhead(ctx, 10, 10); err != nil {
 				t.Fatal(err)
 			}
 			if err := op.CloseLater(ctx); err != nil {

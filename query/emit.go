@@ -77,7 +77,11 @@ func (q *queryRun) finish(msg string) error {
 	if err := q.status(StateFinished, msg); err != nil {
 		return err
 	}
-	q.log.Info("query finished", "server", q.server, "epoch", q.epoch, "rows", q.rows, "reruns", q.reruns, "elapsed", q.e.clock.Now().Sub(q.start))
+	// Debug, not Info: a line per query is a write per query on the hot
+	// path; failures are logged (fail), successes are counted (metrics).
+	if q.e.log.Enabled(context.Background(), slog.LevelDebug) {
+		q.log().Debug("query finished", "server", q.server, "epoch", q.epoch, "rows", q.rows, "reruns", q.reruns, "elapsed", q.e.clock.Now().Sub(q.start))
+	}
 	return nil
 }
 
@@ -106,6 +110,6 @@ func (q *queryRun) fail(ctx context.Context, err error) error {
 	if state == StateCanceled || qe.Code == InvalidArgument || qe.Code == NotFound {
 		level = slog.LevelInfo
 	}
-	q.log.Log(ctx, level, "query ended", "state", state, "code", qe.Code, "reason", qe.Reason, "server", q.server, "epoch", q.epoch, "rows", q.rows, "reruns", q.reruns, "error", qe.Error())
+	q.log().Log(ctx, level, "query ended", "state", state, "code", qe.Code, "reason", qe.Reason, "server", q.server, "epoch", q.epoch, "rows", q.rows, "reruns", q.reruns, "error", qe.Error())
 	return qe
 }

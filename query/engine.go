@@ -277,7 +277,6 @@ func (e *Engine) execute(ctx context.Context, req Request, emit func(Event) erro
 		emitFn:    r.observe(emit),
 		run:       r,
 		progress:  -1,
-		log:       e.log.With("query_id", req.QueryID, "connector", connector, "replica", e.cfg.ReplicaID),
 	}
 	q.maxRows, q.serverLimit = req.MaxRows, false
 	if m := e.limits.MaxRowsPerQuery; m > 0 && (q.maxRows == 0 || q.maxRows > m) {

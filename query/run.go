@@ -40,7 +40,7 @@ type queryRun struct {
 	read        bool  // IsRead(req.Statement)
 	emitFn      func(Event) error
 	run         *run
-	log         *slog.Logger
+	logger      *slog.Logger // made by log on first use
 
 	emitErr      error // the stream stopped taking events
 	staleRetried bool  // a possibly stale pooled session was retried
@@ -59,7 +59,6 @@ type attempt struct {
 	cur  *routing.Current
 	ctx  context.Context // the query's
 	call context.Context // for HS2 calls: not cancelled with ctx
-	log  *slog.Logger
 
 	// HS2 calls run on goroutines counted here, so that the query can end
 	// at once (cancel, deadline, lost server) while a call (HS2's status
@@ -86,7 +85,7 @@ type streamEnd struct {
 
 // try runs the statement on cur's server.
 func (q *queryRun) try(ctx context.Context, cur *routing.Current) (err error) {
-	a := &attempt{q: q, cur: cur, ctx: ctx, call: context.WithoutCancel(ctx), log: q.log.With("server", q.server, "epoch", q.epoch)}
+	a := &attempt{q: q, cur: cur, ctx: ctx, call: context.WithoutCancel(ctx)}
 	defer func() { a.end(err) }()
 	if err := q.status(StateSubmitted, ""); err != nil {
 		return err
@@ -95,7 +94,9 @@ func (q *queryRun) try(ctx context.Context, cur *routing.Current) (err error) {
 		return err
 	}
 	a.accepted = true
-	a.log.Debug("statement accepted")
+	if q.e.log.Enabled(ctx, slog.LevelDebug) {
+		a.log().Debug("statement accepted")
+	}
 	last, err := a.stream()
 	if err != nil {
 		return err
@@ -143,7 +144,7 @@ func (a *attempt) submit() error {
 		// before telling anyone the server failed.
 		q.staleRetried = true
 		q.e.pools.reset(poolKey{q.connector, *a.cur.Endpoint}, a.pool)
-		a.log.Info("session failed before the statement was accepted; retrying on a new session", "error", err)
+		a.log().Info("session failed before the statement was accepted; retrying on a new session", "error", err)
 		return &retryable{stale: true, err: a.meta(newError(Unavailable, ReasonNoHS2, err, "HiveServer2 %s is unreachable", q.server))}
 	}
 	return a.classify(err)
@@ -258,6 +259,21 @@ func (a *attempt) worker(job func()) {
 		}
 		a.workerIdle.Store(false)
 	}
+}
+
+// log is the query's logger. It is made on first use: slog's With
+// formats its attributes up front, and a query that succeeds logs nothing
+// at the default level.
+func (q *queryRun) log() *slog.Logger {
+	if q.logger == nil {
+		q.logger = q.e.log.With("query_id", q.req.QueryID, "connector", q.connector, "replica", q.e.cfg.ReplicaID)
+	}
+	return q.logger
+}
+
+// log is the attempt's logger: the query's, with the attempt's server.
+func (a *attempt) log() *slog.Logger {
+	return a.q.log().With("server", a.q.server, "epoch", a.q.epoch)
 }
 
 func (q *queryRun) poolConfig() hs2.PoolConfig {

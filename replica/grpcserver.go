@@ -24,7 +24,10 @@ func ServerOptions(logger *slog.Logger) []grpc.ServerOption {
 	logFn := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
 		logger.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
-	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	// A call that succeeded is logged at debug: a line per query at info
+	// is a formatted write per query on the hot path (issue 17); failures
+	// keep the library's levels.
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(callLevel)}
 	rec := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		logger.ErrorContext(ctx, "panic in gRPC handler", "panic", p, "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
@@ -33,6 +36,14 @@ func ServerOptions(logger *slog.Logger) []grpc.ServerOption {
 		grpc.ChainUnaryInterceptor(logging.UnaryServerInterceptor(logFn, logOpts...), recovery.UnaryServerInterceptor(rec)),
 		grpc.ChainStreamInterceptor(logging.StreamServerInterceptor(logFn, logOpts...), recovery.StreamServerInterceptor(rec)),
 	}
+}
+
+// callLevel is the level a finished call is logged at.
+func callLevel(c codes.Code) logging.Level {
+	if c == codes.OK {
+		return logging.LevelDebug
+	}
+	return logging.DefaultServerCodeToLevel(c)
 }
 
 // queryServiceOptions are the hiveq.v1 server's own: QueryService's codec,
