@@ -122,12 +122,13 @@ var (
 
 // Engine runs queries. It is safe for concurrent use.
 type Engine struct {
-	cfg    Config
-	limits Limits
-	clock  hs2.Clock
-	log    *slog.Logger
-	pools  *poolSet
-	report *reports
+	cfg     Config
+	limits  Limits
+	clock   hs2.Clock
+	log     *slog.Logger
+	pools   *poolSet
+	report  *reports
+	workers workers // call goroutines kept between queries
 
 	bg sync.WaitGroup // releases of ended queries in flight
 
@@ -383,6 +384,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.bgClosed = true
 	e.mu.Unlock()
 	e.bg.Wait()
+	e.workers.close()
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.CleanupTimeout)
 	defer cancel()
 	e.pools.close(pctx)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hiveqd/hiveqd/hs2"
@@ -65,10 +64,9 @@ type attempt struct {
 	// long poll, a slow fetch) finishes; the lease's end cuts such a call
 	// short or waits for it.
 	calls sync.WaitGroup
-	// work feeds the attempt's worker goroutine (run); only the query's
-	// goroutine sends, and release closes it once the calls are done.
-	work       chan func()
-	workerIdle atomic.Bool
+	// worker runs the attempt's calls (run): taken from the engine's
+	// workers on the first call, given back once the calls are done.
+	worker *worker
 
 	pool     *hs2.Pool
 	lease    *hs2.Lease // the session and operation of this attempt
@@ -182,11 +180,12 @@ func (a *attempt) release() {
 }
 
 // closeWork waits for the call goroutines (their lease calls have ended)
-// and stops the worker.
+// and gives the worker back.
 func (a *attempt) closeWork() {
 	a.calls.Wait()
-	if a.work != nil {
-		close(a.work)
+	if a.worker != nil {
+		a.q.e.workers.put(a.worker)
+		a.worker = nil
 	}
 }
 
@@ -227,37 +226,21 @@ func bounded[T any](a *attempt, fn func(ctx context.Context) (T, error)) func(ct
 
 // run runs f, counted in a.calls, on the attempt's worker goroutine when
 // that is idle, else on a new one. An attempt's calls follow one another,
-// so they share one goroutine and its stack: Thrift calls run deep, and
-// growing a fresh stack for every HS2 call was a visible part of a small
-// query's CPU. A call left running (the query ended first) keeps the
-// worker busy; later ones, if any, get their own goroutine.
+// so they share one goroutine and its stack (the engine keeps workers
+// between queries: workers.go). A call left running (the query ended
+// first) keeps the worker busy; later ones, if any, get their own
+// goroutine.
 func (a *attempt) run(f func()) {
 	a.calls.Add(1)
 	job := func() {
 		defer a.calls.Done()
 		f()
 	}
-	switch {
-	case a.work == nil:
-		a.work = make(chan func())
-		go a.worker(job)
-	case a.workerIdle.Load():
-		a.work <- job // the worker is at, or about to reach, its receive
-	default:
-		go job()
+	if a.worker == nil {
+		a.worker = a.q.e.workers.get()
 	}
-}
-
-// worker runs jobs until release closes a.work.
-func (a *attempt) worker(job func()) {
-	for {
-		job()
-		a.workerIdle.Store(true)
-		var ok bool
-		if job, ok = <-a.work; !ok {
-			return
-		}
-		a.workerIdle.Store(false)
+	if !a.worker.send(job) {
+		go job()
 	}
 }
 
