@@ -28,12 +28,7 @@ func (a *attempt) stream() (streamEnd, error) {
 	if err != nil {
 		return streamEnd{}, a.classify(err)
 	}
-	if err := q.status(StateStreaming, ""); err != nil {
-		return streamEnd{}, err
-	}
-	if err := q.send(Event{Kind: EventSchema, Schema: schema}); err != nil {
-		return streamEnd{}, err
-	}
+	q.holdSchema(schema)
 	return a.fetchAll()
 }
 
@@ -116,10 +111,20 @@ func (a *attempt) fetchAll() (streamEnd, error) {
 	a.run(func() { a.fetcher(results, quit) })
 	defer close(quit) // the lease's end waits for the fetcher's call
 	var held *hs2.Batch
+	// The schema waits for the first batch at most schemaHold.
+	hold := q.e.clock.After(schemaHold)
 	for {
+		if len(q.held) == 0 {
+			hold = nil
+		}
 		var r fetched
 		var ok bool
 		select {
+		case <-hold:
+			if err := q.flushHeld(); err != nil {
+				return streamEnd{}, err
+			}
+			continue
 		case r, ok = <-results:
 		case <-a.ctx.Done():
 			return streamEnd{}, a.classify(a.ctx.Err())

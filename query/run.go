@@ -41,9 +41,10 @@ type queryRun struct {
 	run         *run
 	logger      *slog.Logger // made by log on first use
 
-	emitErr      error // the stream stopped taking events
-	staleRetried bool  // a possibly stale pooled session was retried
-	sentData     bool  // a schema or batch went out: never re-run
+	emitErr      error   // the stream stopped taking events
+	staleRetried bool    // a possibly stale pooled session was retried
+	sentData     bool    // a schema or batch went out (or is held): never re-run
+	held         []Event // STREAMING and the schema, held back (holdSchema)
 	reruns       int
 	server       string
 	epoch        uint64
