@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
@@ -52,13 +53,24 @@ func callLevel(c codes.Code) logging.Level {
 // bandwidth-estimation PING the server otherwise sends (and reads the
 // answer to) for every request it receives, two syscalls and a client
 // wake-up per query.
+//
+// Stream workers: a handler goroutine per stream grows its stack anew for
+// every query (Execute runs deep: interceptors, the engine, the codec),
+// which was about a tenth of hiveqd's CPU for a small query (issue 17).
+// Workers keep their grown stacks; a stream that finds them all busy (long
+// queries hold theirs) gets its own goroutine as before, so none waits.
+// Server.Stop ends them. The option is marked experimental in grpc-go.
 func queryServiceOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		service.ServerCodec(),
 		grpc.InitialWindowSize(receiveWindow),
 		grpc.InitialConnWindowSize(receiveWindow),
+		grpc.NumStreamWorkers(uint32(streamWorkersPerCPU * runtime.GOMAXPROCS(0))),
 	}
 }
+
+// streamWorkersPerCPU sizes the hiveq.v1 server's stream workers.
+const streamWorkersPerCPU = 4
 
 // receiveWindow is the hiveq.v1 server's per-stream and per-connection
 // receive window: above the default statement limit (1 MiB); a larger
