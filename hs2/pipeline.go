@@ -116,15 +116,16 @@ func (s *Session) recvFetch(ctx context.Context, seq int32) (*hiveserver.TFetchR
 // drainFirst wraps fn so that it first reads the answers nobody waits for
 // (s.later, then a request sent ahead unless keep is its operation). HS2
 // answers in order, so they stand before fn's. Their own outcome does not
-// matter (a close that failed, rows not wanted); a transport failure
-// reading them fails fn's call, with nothing of fn sent.
+// matter (a close that failed, even with an exception); a transport
+// failure reading them, or an answer out of step, fails fn's call, with
+// nothing of fn sent.
 func (s *Session) drainFirst(fn func(context.Context) (*hiveserver.TStatus, error), keep *Operation) func(context.Context) (*hiveserver.TStatus, error) {
 	return func(ctx context.Context) (*hiveserver.TStatus, error) {
 		later := s.later
 		s.later = s.later[:0]
 		for _, l := range later {
 			var tc thrift.TStandardClient
-			if err := tc.Recv(ctx, s.proto, l.seqID, l.method, l.result); err != nil {
+			if err := tc.Recv(ctx, s.proto, l.seqID, l.method, l.result); err != nil && !answered(err) {
 				return nil, err
 			}
 		}
@@ -139,6 +140,21 @@ func (s *Session) drainFirst(fn func(context.Context) (*hiveserver.TStatus, erro
 		}
 		return fn(ctx)
 	}
+}
+
+// answered reports whether err is an exception HS2 sent as the answer
+// (read whole: the connection is still in step), not one made here when
+// the answer did not match the call (callError tells them apart alike).
+func answered(err error) bool {
+	var appErr thrift.TApplicationException
+	if !errors.As(err, &appErr) {
+		return false
+	}
+	switch appErr.TypeId() {
+	case thrift.WRONG_METHOD_NAME, thrift.BAD_SEQUENCE_ID, thrift.INVALID_MESSAGE_TYPE_EXCEPTION:
+		return false
+	}
+	return true
 }
 
 // laterAnswer is the unread answer to a call sent by CloseLater.
