@@ -23,12 +23,14 @@ var ErrLeaseEnded = errors.New("hs2: lease ended")
 // short, the one in flight.
 type Lease struct {
 	pool *Pool
-	// ctx bounds every call besides the caller's own context; Abandon
-	// cancels it so that a call in flight returns at once.
-	ctx    context.Context
-	cancel context.CancelCauseFunc
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// calls cancel the contexts of the calls in flight: Abandon, and
+	// Release cut short, cancel them so that they return at once. (A map
+	// per lease, not a context per call bound to one of the lease's: that
+	// cost a goroutine-safe AfterFunc registration per HS2 call.)
+	calls    map[uint64]context.CancelCauseFunc
+	callID   uint64
 	sess     *Session
 	op       *Operation
 	opDone   bool          // HS2 reported a terminal state: no CancelOperation
@@ -41,25 +43,31 @@ type Lease struct {
 // NewLease returns a lease on pool that holds nothing yet; Open borrows its
 // session.
 func NewLease(pool *Pool) *Lease {
-	ctx, cancel := context.WithCancelCause(context.Background())
-	return &Lease{pool: pool, ctx: ctx, cancel: cancel}
+	return &Lease{pool: pool}
 }
 
-// begin counts a call and binds ctx to the lease's; done must follow.
+// begin counts a call and gives it a context the lease can cancel; done
+// must follow.
 func (l *Lease) begin(ctx context.Context) (context.Context, func(), error) {
+	cctx, cancel := context.WithCancelCause(ctx)
 	l.mu.Lock()
 	if l.ended {
 		l.mu.Unlock()
+		cancel(nil)
 		return nil, nil, ErrLeaseEnded
 	}
 	l.inflight++
+	l.callID++
+	id := l.callID
+	if l.calls == nil {
+		l.calls = make(map[uint64]context.CancelCauseFunc, 2)
+	}
+	l.calls[id] = cancel
 	l.mu.Unlock()
-	cctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(l.ctx, func() { cancel(context.Cause(l.ctx)) })
 	return cctx, func() {
-		stop()
 		cancel(nil)
 		l.mu.Lock()
+		delete(l.calls, id)
 		l.inflight--
 		if l.inflight == 0 && l.idle != nil {
 			close(l.idle)
@@ -67,6 +75,15 @@ func (l *Lease) begin(ctx context.Context) (context.Context, func(), error) {
 		}
 		l.mu.Unlock()
 	}, nil
+}
+
+// cancelCalls cancels the calls in flight with cause.
+func (l *Lease) cancelCalls(cause error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, cancel := range l.calls {
+		cancel(cause)
+	}
 }
 
 // Open borrows a session configured as sc from the pool (an idle one or a
@@ -186,6 +203,21 @@ func (l *Lease) Schema(ctx context.Context) (Schema, error) {
 	return op.Schema(cctx)
 }
 
+// SchemaAhead is Operation.SchemaAhead on the leased operation: the
+// schema, with the first two fetches sent in the same write.
+func (l *Lease) SchemaAhead(ctx context.Context, rows, next int) (Schema, error) {
+	cctx, done, err := l.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	op, err := l.operation("GetResultSetMetadata")
+	if err != nil {
+		return nil, err
+	}
+	return op.SchemaAhead(cctx, rows, next)
+}
+
 // Fetch is Operation.FetchAhead on the leased operation.
 func (l *Lease) Fetch(ctx context.Context, maxRows, next int) (*Batch, error) {
 	cctx, done, err := l.begin(ctx)
@@ -240,7 +272,7 @@ func (l *Lease) Release(ctx context.Context) {
 		select {
 		case <-idle:
 		case <-ctx.Done():
-			l.cancel(errors.New("hs2: lease released with a call in flight"))
+			l.cancelCalls(errors.New("hs2: lease released with a call in flight"))
 			<-idle
 			if s == nil {
 				s = l.Session()
@@ -252,7 +284,6 @@ func (l *Lease) Release(ctx context.Context) {
 			return
 		}
 	}
-	l.cancel(nil)
 	if s == nil {
 		s = l.Session() // Open returned after end: it put the session back
 		if s == nil {
@@ -266,7 +297,9 @@ func (l *Lease) Release(ctx context.Context) {
 		if !opDone {
 			_ = op.Cancel(ctx)
 		}
-		_ = op.Close(ctx)
+		// Sent now, its answer read by the session's next call: the
+		// session goes back to the pool without waiting a round trip.
+		_ = op.CloseLater(ctx)
 	}
 	if s.Broken() {
 		// Over HTTP the session outlives a failed call: Close ends it.
@@ -285,7 +318,7 @@ func (l *Lease) Abandon() {
 	if !ok {
 		return
 	}
-	l.cancel(errors.New("hs2: lease abandoned"))
+	l.cancelCalls(errors.New("hs2: lease abandoned"))
 	if s != nil {
 		dropSession(s)
 	}

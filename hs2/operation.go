@@ -125,6 +125,10 @@ func nextPollDelay(prev time.Duration, changed bool) time.Duration {
 func (o *Operation) Schema(ctx context.Context) (Schema, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	return o.schemaLocked(ctx)
+}
+
+func (o *Operation) schemaLocked(ctx context.Context) (Schema, error) {
 	if o.schema != nil || !o.hasRS.Load() {
 		return o.schema, nil
 	}
@@ -140,6 +144,11 @@ func (o *Operation) Schema(ctx context.Context) (Schema, error) {
 	if err != nil {
 		return nil, err
 	}
+	return o.setSchema(resp)
+}
+
+// setSchema keeps the schema of a GetResultSetMetadata answer.
+func (o *Operation) setSchema(resp *hiveserver.TGetResultSetMetadataResp) (Schema, error) {
 	sch := Schema{}
 	if resp.Schema != nil {
 		for i, c := range resp.Schema.Columns {

@@ -2,6 +2,8 @@ package hs2_test
 
 import (
 	"context"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -154,6 +156,118 @@ func BenchmarkFetchAhead(b *testing.B) {
 				op.Close(ctx)
 			}
 			b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+}
+
+// writeCounter counts the writes a client makes on its connections.
+type writeCounter struct {
+	mu     sync.Mutex
+	writes int
+}
+
+func (w *writeCounter) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &writeCountingConn{Conn: c, w: w}, nil
+}
+
+func (w *writeCounter) n() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.writes
+}
+
+type writeCountingConn struct {
+	net.Conn
+	w *writeCounter
+}
+
+func (c *writeCountingConn) Write(p []byte) (int, error) {
+	c.w.mu.Lock()
+	c.w.writes++
+	c.w.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// TestSchemaAheadAndCloseLater: on the binary transports the schema and the
+// first fetch leave in one write and CloseOperation does not wait for its
+// answer, which the session's next call reads; HS2 (the simulator) sees
+// every call, in order, and the operation closed. Over HTTP both are the
+// plain calls.
+func TestSchemaAheadAndCloseLater(t *testing.T) {
+	for _, cfg := range []hs2sim.Config{{}, {Auth: "nosasl"}, {Transport: "http"}} {
+		t.Run(cfg.Transport+cfg.Auth, func(t *testing.T) {
+			s := startSim(t, cfg)
+			var wc writeCounter
+			opts := aliceOpts()
+			opts.DialContext = wc.dial
+			sess := open(t, s, opts, hs2.SessionConfig{})
+			ctx := context.Background()
+			for i := range 3 {
+				op, err := sess.Execute(ctx, "SELECT * FROM synth.rows_25000", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := op.Wait(ctx, nil); err != nil {
+					t.Fatal(err)
+				}
+				before := wc.n()
+				sch, err := op.SchemaAhead(ctx, 4000, 2000)
+				if err != nil || len(sch) == 0 {
+					t.Fatalf("schema %v, %v", sch, err)
+				}
+				if w := wc.n() - before; cfg.Transport != "http" && w != 1 {
+					t.Errorf("schema and first fetches took %d writes, want 1", w)
+				}
+				// The first fetches' sizes are those sent ahead.
+				batches := fetchAll(t, op, 9000, 3000)
+				checkSynthRows(t, batches, 25000)
+				if want := map[bool]int{true: 9000, false: 4000}[cfg.Transport == "http"]; batches[0].Rows != want {
+					t.Errorf("first batch %d rows, want %d", batches[0].Rows, want)
+				}
+				if cfg.Transport != "http" && batches[1].Rows != 2000 {
+					t.Errorf("second batch %d rows, want 2000", batches[1].Rows)
+				}
+				if err := op.CloseLater(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if i == 1 {
+					// A ping reads the close's answer first.
+					if err := sess.Ping(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+				// The next statement (next iteration) reads it otherwise.
+			}
+			// The simulator has every operation closed once the session's
+			// next call has run.
+			if err := sess.Ping(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if n := s.Stats().OpenOperations; n != 0 {
+				t.Errorf("%d operations open", n)
+			}
+			// A session closed with an answer unread closes cleanly.
+			op, err := sess.Execute(ctx, "SELECT 1", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := op.Wait(ctx, nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := op.SchemaAhead(ctx, 10, 10); err != nil {
+				t.Fatal(err)
+			}
+			if err := op.CloseLater(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := sess.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
 		})
 	}
 }

@@ -133,6 +133,11 @@ type saslTransport struct {
 
 	sec   SecurityLayer // nil: no security layer
 	plain bytes.Reader  // the unwrapped frame being read (with a layer)
+
+	// corked: Flush queues finished frames in out instead of writing
+	// them; uncork writes them all at once (pipeline.go).
+	corked bool
+	out    []byte
 }
 
 // maxWrappedFrame bounds a wrapped frame: a whole Thrift message plus the
@@ -244,8 +249,28 @@ func (t *saslTransport) Flush(context.Context) error {
 		return t.flushWrapped(b[4:])
 	}
 	binary.BigEndian.PutUint32(b[:4], uint32(len(b)-4))
+	if t.corked {
+		t.out = append(t.out, b...)
+		t.wbuf.Truncate(4)
+		return nil
+	}
 	_, err := t.conn.Write(b)
 	t.wbuf.Truncate(4)
+	return err
+}
+
+// cork makes Flush queue whole frames (each message stays its own frame,
+// as HS2's TSaslServerTransport expects) until uncork writes them with one
+// write.
+func (t *saslTransport) cork() { t.corked = true }
+
+func (t *saslTransport) uncork() error {
+	t.corked = false
+	if len(t.out) == 0 {
+		return nil
+	}
+	_, err := t.conn.Write(t.out)
+	t.out = t.out[:0]
 	return err
 }
 
@@ -260,6 +285,10 @@ func (t *saslTransport) flushWrapped(msg []byte) error {
 	frame := make([]byte, 4+len(tok))
 	binary.BigEndian.PutUint32(frame, uint32(len(tok)))
 	copy(frame[4:], tok)
+	if t.corked {
+		t.out = append(t.out, frame...)
+		return nil
+	}
 	_, err = t.conn.Write(frame)
 	return err
 }

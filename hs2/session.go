@@ -105,11 +105,14 @@ type Session struct {
 	protocol hiveserver.TProtocolVersion
 
 	// proto is the Thrift protocol on tr; seq numbers the requests sent
-	// ahead and ahead is the one whose answer is unread (pipeline.go);
-	// both under lock.
+	// ahead and ahead are those whose answers are unread, oldest first
+	// (pipeline.go); all under lock.
 	proto thrift.TProtocol
 	seq   int32
-	ahead *fetchAhead
+	ahead []fetchAhead
+	// later are calls sent whose answers nobody waits for (CloseLater),
+	// oldest first; every later call reads them first (pipeline.go).
+	later []laterAnswer
 
 	lock   chan struct{} // held for the length of a call
 	broken atomic.Bool
@@ -439,8 +442,8 @@ func (s *Session) callLocked(ctx context.Context, name string, o callOpts, fn fu
 	if s.opts.Observe != nil {
 		fn = observed(s.opts.Observe, s.server, name, fn)
 	}
-	if s.ahead != nil && s.ahead.op != o.keepAhead {
-		fn = s.dropAhead(fn)
+	if len(s.later) > 0 || len(s.ahead) > 0 && s.ahead[0].op != o.keepAhead {
+		fn = s.drainFirst(fn, o.keepAhead)
 	}
 	disarm := s.tr.arm(cctx)
 	st, err := fn(cctx)

@@ -58,9 +58,10 @@ func armConn(ctx context.Context, conn net.Conn) func() {
 // rawTransport is NOSASL: TBinaryProtocol straight on the socket, buffered
 // and unframed (HS2's plain TTransportFactory).
 type rawTransport struct {
-	conn net.Conn
-	r    *bufio.Reader
-	w    *bufio.Writer
+	conn   net.Conn
+	r      *bufio.Reader
+	w      *bufio.Writer
+	corked bool // Flush leaves the bytes in w for uncork (pipeline.go)
 }
 
 func newRawTransport(conn net.Conn) *rawTransport {
@@ -76,6 +77,16 @@ func (t *rawTransport) ReadByte() (byte, error)           { return t.r.ReadByte(
 func (t *rawTransport) Write(p []byte) (int, error)       { return t.w.Write(p) }
 func (t *rawTransport) WriteByte(b byte) error            { return t.w.WriteByte(b) }
 func (t *rawTransport) WriteString(s string) (int, error) { return t.w.WriteString(s) }
-func (t *rawTransport) Flush(context.Context) error       { return t.w.Flush() }
-func (t *rawTransport) arm(ctx context.Context) func()    { return armConn(ctx, t.conn) }
-func (t *rawTransport) survivesFailure() bool             { return false }
+func (t *rawTransport) Flush(context.Context) error {
+	if t.corked {
+		return nil
+	}
+	return t.w.Flush()
+}
+func (t *rawTransport) cork() { t.corked = true }
+func (t *rawTransport) uncork() error {
+	t.corked = false
+	return t.w.Flush()
+}
+func (t *rawTransport) arm(ctx context.Context) func() { return armConn(ctx, t.conn) }
+func (t *rawTransport) survivesFailure() bool          { return false }

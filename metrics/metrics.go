@@ -11,6 +11,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -55,7 +56,14 @@ type Metrics struct {
 	reg        *prometheus.Registry
 	grpc       *grpcprom.ServerMetrics
 	connectors map[string]bool
-	state      *stateCollector
+	// perConnector holds each connector's curried query counters, made
+	// in New and read-only after: a query's hooks look them up once
+	// instead of hashing label values per event. unknownConnector's are
+	// made on first use (so that its series appear only then).
+	perConnector map[string]*connectorMetrics
+	unknownOnce  sync.Once
+	unknown      *connectorMetrics
+	state        *stateCollector
 
 	queries    *prometheus.CounterVec
 	rows       *prometheus.CounterVec
@@ -110,6 +118,10 @@ func New(cfg Config) *Metrics {
 			Namespace: Namespace, Name: "queries_limit",
 			Help: "The replica's limit of concurrent queries (limits.max_concurrent_queries); absent when unlimited.",
 		}, func() float64 { return float64(cfg.QueryLimit) }))
+	}
+	m.perConnector = map[string]*connectorMetrics{}
+	for _, c := range cfg.Connectors {
+		m.perConnector[c] = m.newConnectorMetrics(c)
 	}
 	for _, c := range cfg.Connectors {
 		m.connectors[c] = true

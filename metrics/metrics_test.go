@@ -106,8 +106,21 @@ func BenchmarkHooks(b *testing.B) {
 	ctx := context.Background()
 	b.Run("hs2-call", func(b *testing.B) {
 		obs := m.HS2Observer("hive")
+		b.ReportAllocs()
 		for range b.N {
 			obs(ctx, "FetchResults", "h:1")(nil)
+		}
+	})
+	b.Run("query", func(b *testing.B) {
+		// A small query's hooks: observer, two batches, done.
+		obs := m.QueryObserver()
+		ev := query.Event{Kind: query.EventBatch, Batch: &hs2.Batch{Rows: 1}}
+		b.ReportAllocs()
+		for range b.N {
+			o := obs(ctx, query.Observation{Frontend: query.FrontendHiveQ, Connector: "hive"})
+			o.Sent(ev)
+			o.Sent(ev)
+			o.Done(nil)
 		}
 	})
 	b.Run("batch", func(b *testing.B) {

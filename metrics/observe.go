@@ -21,10 +21,19 @@ func (m *Metrics) HS2Observer(connector string) hs2.ObserveFunc {
 		return nil
 	}
 	connector = m.connector(connector)
+	// The latency histogram of each call hiveqd makes, curried once.
+	latency := make(map[string]prometheus.Observer, len(hs2Calls))
+	for _, c := range hs2Calls {
+		latency[c] = m.hs2Latency.WithLabelValues(connector, c)
+	}
 	return func(ctx context.Context, call, _ string) func(error) {
 		start := time.Now()
 		return func(err error) {
-			observe(m.hs2Latency.WithLabelValues(connector, call), since(start), ctx)
+			h := latency[call]
+			if h == nil {
+				h = m.hs2Latency.WithLabelValues(connector, call)
+			}
+			observe(h, since(start), ctx)
 			if err != nil {
 				m.hs2Errors.WithLabelValues(connector, call, errorKind(err)).Inc()
 			}
@@ -56,30 +65,68 @@ func (m *Metrics) QueryObserver() query.ObserveFunc {
 		return nil
 	}
 	return func(ctx context.Context, qo query.Observation) query.QueryObserver {
-		connector := m.connector(qo.Connector)
+		cm := m.connectorMetrics(qo.Connector)
 		if sb, _ := ctx.Value(streamBytesKey{}).(*streamBytes); sb != nil {
-			sb.c.Store(counterRef{m.bytes.WithLabelValues(connector)})
+			sb.c.Store(cm.bytes)
 		}
-		return &queryObserver{m: m, ctx: ctx, connector: connector, frontend: frontend(qo.Frontend), rows: m.rows.WithLabelValues(connector)}
+		return &queryObserver{m: m, ctx: ctx, c: cm, frontend: frontend(qo.Frontend)}
 	}
 }
 
+// hs2Calls are the Thrift calls hiveqd's sessions make.
+var hs2Calls = []string{
+	"OpenSession", "CloseSession", "GetInfo", "ExecuteStatement", "GetOperationStatus",
+	"GetResultSetMetadata", "FetchResults", "CancelOperation", "CloseOperation",
+	"GetCatalogs", "GetSchemas", "GetTables", "GetTableTypes", "GetColumns", "GetFunctions",
+	"GetTypeInfo", "GetPrimaryKeys", "GetCrossReference",
+}
+
+// connectorMetrics are one connector's query counters, curried.
+type connectorMetrics struct {
+	name  string
+	rows  prometheus.Counter
+	bytes counterRef
+	ok    map[string]prometheus.Counter // queries_total{outcome="OK"} by front-end
+}
+
+// connectorMetrics are name's counters, or unknownConnector's.
+func (m *Metrics) connectorMetrics(name string) *connectorMetrics {
+	if cm := m.perConnector[name]; cm != nil {
+		return cm
+	}
+	m.unknownOnce.Do(func() { m.unknown = m.newConnectorMetrics(unknownConnector) })
+	return m.unknown
+}
+
+func (m *Metrics) newConnectorMetrics(c string) *connectorMetrics {
+	cm := &connectorMetrics{name: c, rows: m.rows.WithLabelValues(c), bytes: counterRef{m.bytes.WithLabelValues(c)}}
+	if c != unknownConnector { // its OK series appear with its first success
+		cm.ok = map[string]prometheus.Counter{}
+		for _, f := range []string{query.FrontendHiveQ, query.FrontendFlightSQL} {
+			cm.ok[f] = m.queries.WithLabelValues(c, f, "OK")
+		}
+	}
+	return cm
+}
+
 type queryObserver struct {
-	m         *Metrics
-	ctx       context.Context
-	connector string
-	frontend  string
-	rows      prometheus.Counter
+	m        *Metrics
+	ctx      context.Context
+	c        *connectorMetrics
+	frontend string
 }
 
 func (o *queryObserver) Sent(ev query.Event) {
 	if ev.Kind == query.EventBatch && ev.Batch != nil {
-		o.rows.Add(float64(ev.Batch.Rows))
+		o.c.rows.Add(float64(ev.Batch.Rows))
 	}
 }
 
 func (o *queryObserver) Done(err *query.Error) {
-	c := o.m.queries.WithLabelValues(o.connector, o.frontend, Outcome(err))
+	c := o.c.ok[o.frontend]
+	if err != nil || c == nil {
+		c = o.m.queries.WithLabelValues(o.c.name, o.frontend, Outcome(err))
+	}
 	if ex := exemplar(o.ctx); ex != nil {
 		c.(prometheus.ExemplarAdder).AddWithExemplar(1, ex)
 		return

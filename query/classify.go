@@ -40,7 +40,7 @@ func (a *attempt) classify(err error) error {
 	if errors.As(err, &se) {
 		if invalidHandle(se) {
 			q.e.report.send(q.connector, q.epoch, q.server, err)
-			a.log.Warn("HiveServer2 no longer knows the query's session or operation (restarted?)", "error", err)
+			a.log().Warn("HiveServer2 no longer knows the query's session or operation (restarted?)", "error", err)
 			return a.serverLost(err)
 		}
 		return a.serverError(se)
@@ -58,7 +58,7 @@ func (a *attempt) classify(err error) error {
 	var te *hs2.TransportError
 	if errors.As(err, &te) {
 		q.e.report.send(q.connector, q.epoch, q.server, err)
-		a.log.Warn("HiveServer2 transport failure", "accepted", a.accepted, "error", err)
+		a.log().Warn("HiveServer2 transport failure", "accepted", a.accepted, "error", err)
 		if !a.accepted && te.Call == "ExecuteStatement" && !q.read {
 			// The statement was sent; HS2 may have run it. Only a read
 			// may run again.

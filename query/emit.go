@@ -5,15 +5,21 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/hiveqd/hiveqd/hs2"
 )
 
 // status emits a Status in state s.
 func (q *queryRun) status(s State, msg string) error {
+	return q.send(q.statusEvent(s, msg))
+}
+
+// statusEvent moves the query to state s and returns its Status event.
+func (q *queryRun) statusEvent(s State, msg string) Event {
 	q.state = s
 	q.run.setState(s)
-	return q.send(Event{Kind: EventStatus, Status: Status{
+	return Event{Kind: EventStatus, Status: Status{
 		QueryID:   q.req.QueryID,
 		State:     s,
 		Server:    q.server,
@@ -25,7 +31,35 @@ func (q *queryRun) status(s State, msg string) error {
 		Elapsed:   q.e.clock.Now().Sub(q.start),
 		Message:   strings.ToValidUTF8(msg, "\uFFFD"),
 		Reruns:    q.reruns,
-	}})
+	}}
+}
+
+// schemaHold bounds how long STREAMING and the schema wait for the first
+// batch (or the end) to leave with it.
+const schemaHold = 5 * time.Millisecond
+
+// holdSchema moves the query to STREAMING and holds that status and the
+// schema back until the next event (or schemaHold: fetchAll), so that a
+// small result's status, schema, rows and FINISHED reach the client in
+// one write rather than two: the first fetch went to HS2 with the schema
+// and its answer is usually there already. The client sees the same
+// events in the same order. The schema counts as sent: a query holding
+// one is never re-run, as before.
+func (q *queryRun) holdSchema(schema hs2.Schema) {
+	q.held = append(q.held[:0], q.statusEvent(StateStreaming, ""), Event{Kind: EventSchema, Schema: schema})
+	q.sentData = true
+}
+
+// flushHeld sends the held events.
+func (q *queryRun) flushHeld() error {
+	held := q.held
+	q.held = nil
+	for _, ev := range held {
+		if err := q.send(ev); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // progressTo emits a status when the state or progress moved.
@@ -43,6 +77,11 @@ func (q *queryRun) progressTo(s State, progress float64) (bool, error) {
 func (q *queryRun) send(ev Event) error {
 	if q.emitErr != nil {
 		return q.emitErr
+	}
+	if len(q.held) > 0 {
+		if err := q.flushHeld(); err != nil {
+			return err
+		}
 	}
 	if ev.Kind != EventStatus {
 		q.sentData = true
@@ -77,7 +116,11 @@ func (q *queryRun) finish(msg string) error {
 	if err := q.status(StateFinished, msg); err != nil {
 		return err
 	}
-	q.log.Info("query finished", "server", q.server, "epoch", q.epoch, "rows", q.rows, "reruns", q.reruns, "elapsed", q.e.clock.Now().Sub(q.start))
+	// Debug, not Info: a line per query is a write per query on the hot
+	// path; failures are logged (fail), successes are counted (metrics).
+	if q.e.log.Enabled(context.Background(), slog.LevelDebug) {
+		q.log().Debug("query finished", "server", q.server, "epoch", q.epoch, "rows", q.rows, "reruns", q.reruns, "elapsed", q.e.clock.Now().Sub(q.start))
+	}
 	return nil
 }
 
@@ -106,6 +149,6 @@ func (q *queryRun) fail(ctx context.Context, err error) error {
 	if state == StateCanceled || qe.Code == InvalidArgument || qe.Code == NotFound {
 		level = slog.LevelInfo
 	}
-	q.log.Log(ctx, level, "query ended", "state", state, "code", qe.Code, "reason", qe.Reason, "server", q.server, "epoch", q.epoch, "rows", q.rows, "reruns", q.reruns, "error", qe.Error())
+	q.log().Log(ctx, level, "query ended", "state", state, "code", qe.Code, "reason", qe.Reason, "server", q.server, "epoch", q.epoch, "rows", q.rows, "reruns", q.reruns, "error", qe.Error())
 	return qe
 }

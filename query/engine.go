@@ -122,12 +122,13 @@ var (
 
 // Engine runs queries. It is safe for concurrent use.
 type Engine struct {
-	cfg    Config
-	limits Limits
-	clock  hs2.Clock
-	log    *slog.Logger
-	pools  *poolSet
-	report *reports
+	cfg     Config
+	limits  Limits
+	clock   hs2.Clock
+	log     *slog.Logger
+	pools   *poolSet
+	report  *reports
+	workers workers // call goroutines kept between queries
 
 	bg sync.WaitGroup // releases of ended queries in flight
 
@@ -277,7 +278,6 @@ func (e *Engine) execute(ctx context.Context, req Request, emit func(Event) erro
 		emitFn:    r.observe(emit),
 		run:       r,
 		progress:  -1,
-		log:       e.log.With("query_id", req.QueryID, "connector", connector, "replica", e.cfg.ReplicaID),
 	}
 	q.maxRows, q.serverLimit = req.MaxRows, false
 	if m := e.limits.MaxRowsPerQuery; m > 0 && (q.maxRows == 0 || q.maxRows > m) {
@@ -384,6 +384,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.bgClosed = true
 	e.mu.Unlock()
 	e.bg.Wait()
+	e.workers.close()
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.CleanupTimeout)
 	defer cancel()
 	e.pools.close(pctx)

@@ -936,3 +936,52 @@ func TestImpersonationAndDatabase(t *testing.T) {
 	wantCode(t, res.err, query.NotFound, "")
 	checkClean(t, e, s)
 }
+
+// A small result's STREAMING and schema wait for its rows (they leave
+// together), but a slow first fetch does not hold the schema back: it goes
+// out after at most a few milliseconds. The events are the same either way,
+// and the operation is closed at the end (CloseLater's answer is read by
+// the pooled session's next call).
+func TestSchemaHeldForTheFirstBatch(t *testing.T) {
+	s := sim(t)
+	e := newEnv(t, s, nil)
+	ctx := context.Background()
+	res := e.run(ctx, query.Request{Statement: "SELECT 1"}, nil)
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	var kinds []query.EventKind
+	for _, ev := range res.events {
+		kinds = append(kinds, ev.Kind)
+	}
+	want := []query.EventKind{query.EventStatus, query.EventStatus, query.EventSchema, query.EventBatch, query.EventStatus}
+	if fmt.Sprint(kinds) != fmt.Sprint(want) {
+		t.Fatalf("events %v, want %v", kinds, want)
+	}
+	if st := res.statuses(); st[1].State != query.StateStreaming || st[2].State != query.StateFinished {
+		t.Fatalf("states %v", res.states())
+	}
+
+	// A first fetch that takes long: the schema goes out long before it
+	// ends (after schemaHold, a few milliseconds).
+	const delay = 2 * time.Second
+	s.SetFetchDelay(delay)
+	defer s.SetFetchDelay(0)
+	var schemaAt, batchAt time.Time
+	res = e.run(ctx, query.Request{Statement: "SELECT * FROM synth.rows_10"}, func(ev query.Event) error {
+		switch {
+		case ev.Kind == query.EventSchema:
+			schemaAt = time.Now()
+		case ev.Kind == query.EventBatch && batchAt.IsZero():
+			batchAt = time.Now()
+		}
+		return nil
+	})
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if schemaAt.IsZero() || batchAt.Sub(schemaAt) < delay/2 {
+		t.Errorf("schema at %v, first batch %v after it: the schema waited for the fetch", schemaAt, batchAt.Sub(schemaAt))
+	}
+	checkClean(t, e, s)
+}

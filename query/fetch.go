@@ -19,17 +19,16 @@ func (a *attempt) stream() (streamEnd, error) {
 		return streamEnd{}, nil
 	}
 	// STREAMING goes out with the schema, one HS2 call later, so that the
-	// two share a write.
-	schema, err := call(a, bounded(a, a.lease.Schema))
+	// two share a write. The first FetchResults goes to HS2 with
+	// GetResultSetMetadata (hs2 SchemaAhead): one round trip for both.
+	first, second := a.firstFetches()
+	schema, err := call(a, bounded(a, func(ctx context.Context) (hs2.Schema, error) {
+		return a.lease.SchemaAhead(ctx, first, second)
+	}))
 	if err != nil {
 		return streamEnd{}, a.classify(err)
 	}
-	if err := q.status(StateStreaming, ""); err != nil {
-		return streamEnd{}, err
-	}
-	if err := q.send(Event{Kind: EventSchema, Schema: schema}); err != nil {
-		return streamEnd{}, err
-	}
+	q.holdSchema(schema)
 	return a.fetchAll()
 }
 
@@ -112,10 +111,20 @@ func (a *attempt) fetchAll() (streamEnd, error) {
 	a.run(func() { a.fetcher(results, quit) })
 	defer close(quit) // the lease's end waits for the fetcher's call
 	var held *hs2.Batch
+	// The schema waits for the first batch at most schemaHold.
+	hold := q.e.clock.After(schemaHold)
 	for {
+		if len(q.held) == 0 {
+			hold = nil
+		}
 		var r fetched
 		var ok bool
 		select {
+		case <-hold:
+			if err := q.flushHeld(); err != nil {
+				return streamEnd{}, err
+			}
+			continue
 		case r, ok = <-results:
 		case <-a.ctx.Done():
 			return streamEnd{}, a.classify(a.ctx.Err())
@@ -157,13 +166,23 @@ func (a *attempt) fetcher(out chan<- fetched, quit <-chan struct{}) {
 	q := a.q
 	rows := int64(0)
 	size := q.req.FetchSize
-	// ahead is the size of the request sent ahead of the one being read
-	// (0: none). Once a batch came back full, each fetch sends the request
-	// for the batch after it first (hs2 FetchAhead), so that HS2 builds
-	// batch k+1 while batch k is decoded here; a short first batch (a small
-	// result) costs no extra request.
-	ahead := 0
-	pipeline := false
+	// queued are the sizes of the requests sent ahead, oldest first. The
+	// first two went with the schema (stream): every result needs two
+	// (its rows, and the empty batch that ends them). After that, while
+	// batches come back full, each fetch sends the request for the batch
+	// after it first (hs2 FetchAhead), so that HS2 builds batch k+1 while
+	// batch k is decoded here; after a short first batch (a small result)
+	// no further request goes ahead. Over HTTP nothing goes ahead.
+	var queued []int
+	pipelines := a.lease.Session().Pipelines()
+	if pipelines {
+		first, second := a.firstFetches()
+		queued = append(make([]int, 0, 2), first)
+		if second > 0 {
+			queued = append(queued, second)
+		}
+	}
+	pipeline := true
 	for {
 		select {
 		case <-quit:
@@ -179,18 +198,21 @@ func (a *attempt) fetcher(out chan<- fetched, quit <-chan struct{}) {
 			n = int(min(int64(n), left))
 		}
 		asked := n
-		if ahead > 0 {
-			asked = ahead // what the request ahead asked for
+		if len(queued) > 0 {
+			asked = queued[0] // what the request ahead asked for
+			queued = queued[1:]
 		}
 		next := 0
-		if pipeline {
+		if pipeline && pipelines && len(queued) == 0 {
 			next = size
 			if q.maxRows > 0 {
 				next = int(max(min(int64(next), q.maxRows-rows-int64(asked)), 0))
 			}
 		}
 		b, err := a.fetchOne(n, next)
-		ahead = next
+		if next > 0 {
+			queued = append(queued, next)
+		}
 		select {
 		case out <- fetched{b, err, asked}:
 		case <-quit:
@@ -205,6 +227,18 @@ func (a *attempt) fetcher(out chan<- fetched, quit <-chan struct{}) {
 		rows += int64(b.Rows)
 		size = a.nextFetchSize(b)
 	}
+}
+
+// firstFetches are the sizes of the first two FetchResults (0: none, the
+// first reaches maxRows).
+func (a *attempt) firstFetches() (first, second int) {
+	q := a.q
+	first, second = q.req.FetchSize, q.req.FetchSize
+	if m := q.maxRows; m > 0 {
+		first = int(min(int64(first), m))
+		second = int(max(min(int64(second), m-int64(first)), 0))
+	}
+	return first, second
 }
 
 // fetchOne is one FetchResults under the stall bound.

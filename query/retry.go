@@ -42,9 +42,9 @@ func (q *queryRun) execute(ctx context.Context) error {
 		if rt.rerun {
 			q.reruns++
 			q.progress = -1
-			q.log.Info("re-running the read on the new route: its server was lost before it sent anything", "lost_server", q.server, "error", rt.err)
+			q.log().Info("re-running the read on the new route: its server was lost before it sent anything", "lost_server", q.server, "error", rt.err)
 		} else {
-			q.log.Info("retrying on a new attempt", "server", q.server, "epoch", q.epoch, "error", rt.err)
+			q.log().Info("retrying on a new attempt", "server", q.server, "epoch", q.epoch, "error", rt.err)
 		}
 	}
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hiveqd/hiveqd/hs2"
@@ -40,11 +39,12 @@ type queryRun struct {
 	read        bool  // IsRead(req.Statement)
 	emitFn      func(Event) error
 	run         *run
-	log         *slog.Logger
+	logger      *slog.Logger // made by log on first use
 
-	emitErr      error // the stream stopped taking events
-	staleRetried bool  // a possibly stale pooled session was retried
-	sentData     bool  // a schema or batch went out: never re-run
+	emitErr      error   // the stream stopped taking events
+	staleRetried bool    // a possibly stale pooled session was retried
+	sentData     bool    // a schema or batch went out (or is held): never re-run
+	held         []Event // STREAMING and the schema, held back (holdSchema)
 	reruns       int
 	server       string
 	epoch        uint64
@@ -59,17 +59,15 @@ type attempt struct {
 	cur  *routing.Current
 	ctx  context.Context // the query's
 	call context.Context // for HS2 calls: not cancelled with ctx
-	log  *slog.Logger
 
 	// HS2 calls run on goroutines counted here, so that the query can end
 	// at once (cancel, deadline, lost server) while a call (HS2's status
 	// long poll, a slow fetch) finishes; the lease's end cuts such a call
 	// short or waits for it.
 	calls sync.WaitGroup
-	// work feeds the attempt's worker goroutine (run); only the query's
-	// goroutine sends, and release closes it once the calls are done.
-	work       chan func()
-	workerIdle atomic.Bool
+	// worker runs the attempt's calls (run): taken from the engine's
+	// workers on the first call, given back once the calls are done.
+	worker *worker
 
 	pool     *hs2.Pool
 	lease    *hs2.Lease // the session and operation of this attempt
@@ -86,7 +84,7 @@ type streamEnd struct {
 
 // try runs the statement on cur's server.
 func (q *queryRun) try(ctx context.Context, cur *routing.Current) (err error) {
-	a := &attempt{q: q, cur: cur, ctx: ctx, call: context.WithoutCancel(ctx), log: q.log.With("server", q.server, "epoch", q.epoch)}
+	a := &attempt{q: q, cur: cur, ctx: ctx, call: context.WithoutCancel(ctx)}
 	defer func() { a.end(err) }()
 	if err := q.status(StateSubmitted, ""); err != nil {
 		return err
@@ -95,7 +93,9 @@ func (q *queryRun) try(ctx context.Context, cur *routing.Current) (err error) {
 		return err
 	}
 	a.accepted = true
-	a.log.Debug("statement accepted")
+	if q.e.log.Enabled(ctx, slog.LevelDebug) {
+		a.log().Debug("statement accepted")
+	}
 	last, err := a.stream()
 	if err != nil {
 		return err
@@ -140,7 +140,7 @@ func (a *attempt) submit() error {
 		// before telling anyone the server failed.
 		q.staleRetried = true
 		q.e.pools.reset(poolKey{q.connector, *a.cur.Endpoint}, a.pool)
-		a.log.Info("session failed before the statement was accepted; retrying on a new session", "error", err)
+		a.log().Info("session failed before the statement was accepted; retrying on a new session", "error", err)
 		return &retryable{stale: true, err: a.meta(newError(Unavailable, ReasonNoHS2, err, "HiveServer2 %s is unreachable", q.server))}
 	}
 	return a.classify(err)
@@ -204,11 +204,12 @@ func (a *attempt) release() {
 }
 
 // closeWork waits for the call goroutines (their lease calls have ended)
-// and stops the worker.
+// and gives the worker back.
 func (a *attempt) closeWork() {
 	a.calls.Wait()
-	if a.work != nil {
-		close(a.work)
+	if a.worker != nil {
+		a.q.e.workers.put(a.worker)
+		a.worker = nil
 	}
 }
 
@@ -249,38 +250,37 @@ func bounded[T any](a *attempt, fn func(ctx context.Context) (T, error)) func(ct
 
 // run runs f, counted in a.calls, on the attempt's worker goroutine when
 // that is idle, else on a new one. An attempt's calls follow one another,
-// so they share one goroutine and its stack: Thrift calls run deep, and
-// growing a fresh stack for every HS2 call was a visible part of a small
-// query's CPU. A call left running (the query ended first) keeps the
-// worker busy; later ones, if any, get their own goroutine.
+// so they share one goroutine and its stack (the engine keeps workers
+// between queries: workers.go). A call left running (the query ended
+// first) keeps the worker busy; later ones, if any, get their own
+// goroutine.
 func (a *attempt) run(f func()) {
 	a.calls.Add(1)
 	job := func() {
 		defer a.calls.Done()
 		f()
 	}
-	switch {
-	case a.work == nil:
-		a.work = make(chan func())
-		go a.worker(job)
-	case a.workerIdle.Load():
-		a.work <- job // the worker is at, or about to reach, its receive
-	default:
+	if a.worker == nil {
+		a.worker = a.q.e.workers.get()
+	}
+	if !a.worker.send(job) {
 		go job()
 	}
 }
 
-// worker runs jobs until release closes a.work.
-func (a *attempt) worker(job func()) {
-	for {
-		job()
-		a.workerIdle.Store(true)
-		var ok bool
-		if job, ok = <-a.work; !ok {
-			return
-		}
-		a.workerIdle.Store(false)
+// log is the query's logger. It is made on first use: slog's With
+// formats its attributes up front, and a query that succeeds logs nothing
+// at the default level.
+func (q *queryRun) log() *slog.Logger {
+	if q.logger == nil {
+		q.logger = q.e.log.With("query_id", q.req.QueryID, "connector", q.connector, "replica", q.e.cfg.ReplicaID)
 	}
+	return q.logger
+}
+
+// log is the attempt's logger: the query's, with the attempt's server.
+func (a *attempt) log() *slog.Logger {
+	return a.q.log().With("server", a.q.server, "epoch", a.q.epoch)
 }
 
 func (q *queryRun) poolConfig() hs2.PoolConfig {

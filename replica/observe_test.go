@@ -77,7 +77,7 @@ func startReplica(t testing.TB, servers []string, exp sdktrace.SpanExporter) *fi
 	return startReplicaWith(t, servers, exp, true)
 }
 
-func startReplicaWith(t testing.TB, servers []string, exp sdktrace.SpanExporter, withMetrics bool) *fixture {
+func startReplicaWith(t testing.TB, servers []string, exp sdktrace.SpanExporter, withMetrics bool, mods ...func(*replica.Options)) *fixture {
 	t.Helper()
 	cfg := config.Default()
 	cfg.ReplicaID = "r1"
@@ -94,6 +94,9 @@ func startReplicaWith(t testing.TB, servers []string, exp sdktrace.SpanExporter,
 	if withMetrics {
 		opts.MetricsListener = listen(t)
 		f.metricsURL = "http://" + opts.MetricsListener.Addr().String() + "/metrics"
+	}
+	for _, m := range mods {
+		m(&opts)
 	}
 	ready := opts.Ready.(*readyWriter)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -324,7 +324,7 @@ func latency(ctx context.Context, b *bench) ([]metric, error) {
 	var s series
 	dp50 := s.add("p50 direct HS2 client (session reused)", "ms")
 	hp50 := s.add("p50 hiveqd + gRPC client", "ms")
-	add50 := s.target("added p50", "ms", "<=", 0.5)
+	add50 := s.target("added p50", "ms", "<=", 0.3) // issue 17
 	dp99 := s.add("p99 direct HS2 client", "ms")
 	hp99 := s.add("p99 hiveqd + gRPC client", "ms")
 	r99 := s.target("p99 hiveqd ÷ p99 direct", "ratio", "<=", 3)
@@ -332,7 +332,7 @@ func latency(ctx context.Context, b *bench) ([]metric, error) {
 	hmean := s.add("mean hiveqd + gRPC client (pooled)", "ms")
 	rq := s.target("queries/s hiveqd ÷ direct with session per query", "ratio", ">", 1)
 	dq := s.add("direct client CPU per query (session reused)", "ms")
-	hq := s.add("hiveqd CPU per query", "ms")
+	hq := s.target("hiveqd CPU per query", "ms", "<=", 0.4) // issue 17
 	gq := s.add("gRPC client CPU per query", "ms")
 	for i := range z.latRounds {
 		got := map[string][]float64{}
