@@ -148,6 +148,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Replica, error)
 		r.setupTelemetry, r.listen, r.buildEngine, r.buildServers,
 	} {
 		if err := step(ctx); err != nil {
+			if r.engine != nil {
+				_ = r.engine.Close(context.Background()) // nothing runs on it yet
+			}
 			r.undo()
 			return nil, err
 		}
