@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -37,11 +38,43 @@ const (
 	EtcdRefuse    = "etcd-cut-refuse"    // a replica's etcd connections reset and refused
 	EtcdBlackhole = "etcd-cut-blackhole" // a replica's etcd packets vanish
 	ZKRefuse      = "zk-cut-refuse"
+	// The etcd faults of issue 12 (etcdfaults.go).
+	EtcdCompact     = "etcd-compact"      // etcd compacted to its current revision (defragmented half the time), then every replica's etcd link reset: watches resume past it
+	EtcdRouteDelete = "etcd-route-delete" // the published route key deleted behind the leader: it must publish it again
+	EtcdRestore     = "etcd-restore"      // etcd stopped and restored from a snapshot taken at the start of the run, on the same port
+	EtcdCutFollower = "etcd-cut-follower" // one follower's etcd link blackholed while the leader fails over by hand
 )
 
+// EtcdKinds are the etcd faults of issue 12.
+var EtcdKinds = []string{EtcdCompact, EtcdRouteDelete, EtcdRestore, EtcdCutFollower}
+
 // AllKinds are the faults a run draws from.
-var AllKinds = []string{HS2Crash, HS2Hang, HS2Slow, HS2Drain, HS2Drop, HS2Pause, HS2Saturate, HS2DrainLast,
-	FollowerKill, FollowerTerm, LeaderKill, LeaderTerm, EtcdKill, ZKKill, ZKExpiry, EtcdRefuse, EtcdBlackhole, ZKRefuse}
+var AllKinds = append([]string{HS2Crash, HS2Hang, HS2Slow, HS2Drain, HS2Drop, HS2Pause, HS2Saturate, HS2DrainLast,
+	FollowerKill, FollowerTerm, LeaderKill, LeaderTerm, EtcdKill, ZKKill, ZKExpiry, EtcdRefuse, EtcdBlackhole, ZKRefuse},
+	EtcdKinds...)
+
+// allowedBumps is how many epoch bumps a fault that is no HS2 incident may
+// cause.
+func allowedBumps(kind string) int {
+	switch kind {
+	case ZKKill:
+		// Documented: ZooKeeper down longer than the simulators'
+		// session timeout expires every registration, which drains
+		// the routed HS2: one failover, or "none" and back.
+		return 2
+	case EtcdRouteDelete, EtcdCutFollower:
+		return 1 // the republication; the manual failover
+	case EtcdRestore:
+		// The republication above the replicas' epoch, and one more if
+		// leadership moves to the election key the snapshot held.
+		return 2
+	}
+	return 0
+}
+
+// touchesRouteKey reports whether a fault rewrites etcd's keys behind the
+// leader: afterwards the replicas must converge on what etcd holds.
+func touchesRouteKey(kind string) bool { return kind == EtcdRouteDelete || kind == EtcdRestore }
 
 // hs2Incident reports whether a fault kind is an HS2 incident (may cause
 // one failover).
@@ -135,6 +168,7 @@ type runner struct {
 	note string // said about the last fault
 	// windows are the faults' spans, for the stream invariants.
 	windows []window
+	etcd    *etcdState
 }
 
 // span records a fault window that ends now.
@@ -165,6 +199,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Kinds == nil {
 		opts.Kinds = AllKinds
 	}
+	for _, k := range opts.Kinds {
+		if !slices.Contains(AllKinds, k) {
+			return nil, fmt.Errorf("unknown fault kind %q (known: %s)", k, strings.Join(AllKinds, ","))
+		}
+	}
 	if opts.Hold == 0 {
 		opts.Hold = 4 * time.Second
 	}
@@ -188,6 +227,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	rep.FirstEpoch = route0.Epoch
 	r.logf("fleet up: leader %s, route %s epoch %d", leader0, route0.Server, route0.Epoch)
+	if err := r.startEtcdState(ctx); err != nil {
+		return nil, err
+	}
+	defer r.closeEtcdState()
 
 	watchers := make([]*watcher, len(e.replicas))
 	for i := range e.replicas {
@@ -272,13 +315,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		r.logf("%s", line)
 		// One failover per HS2 incident at most; a fault that is no HS2
 		// incident must not move the route.
-		allowed := 0
-		if kind == ZKKill {
-			// Documented: ZooKeeper down longer than the simulators'
-			// session timeout expires every registration, which drains
-			// the routed HS2: one failover, or "none" and back.
-			allowed = 2
-		}
+		allowed := allowedBumps(kind)
 		if hs2Incident(kind) {
 			allowed = 1
 			if registered < 2 || kind == HS2Saturate || kind == HS2DrainLast {
@@ -294,6 +331,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		prevKind, prevBumps, prevAllowed = kind, bumps, allowed
 		leader, lastRoute = l, route
+		if touchesRouteKey(kind) {
+			r.checkRouteInEtcd(ctx, kind)
+		}
 	}
 	stopLoad()
 	wg.Wait()
@@ -508,6 +548,14 @@ func (r *runner) inject(ctx context.Context, kind, leader string) error {
 		r.sleep(ctx, leaseTTL+hold)
 		p.etcdProxy.SetMode(testenv.Pass)
 		return nil
+	case EtcdCompact:
+		return r.etcdCompact(fctx, hold)
+	case EtcdRouteDelete:
+		return r.routeDelete(fctx)
+	case EtcdRestore:
+		return r.etcdRestore(fctx, hold)
+	case EtcdCutFollower:
+		return r.cutFollower(fctx, hold)
 	}
 	return fmt.Errorf("unknown fault %q", kind)
 }
