@@ -103,20 +103,26 @@ func (r *runner) waitPublished(ctx context.Context, floor uint64, bound time.Dur
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	var got *routing.Route
+	state := "etcd not read"
 	err := testenv.WaitFor(ctx, func() error {
 		rt, _, err := r.etcdRoute(ctx)
 		switch {
 		case err != nil:
 			return err
 		case rt == nil:
-			return errors.New("the route key is missing")
+			state = "the route key is missing"
+			return errors.New(state)
 		case rt.Epoch < floor:
-			return fmt.Errorf("etcd holds epoch %d (%s), below the %d replicas held", rt.Epoch, routeServer(rt), floor)
+			state = fmt.Sprintf("etcd holds epoch %d (%s), below the %d replicas held", rt.Epoch, routeServer(rt), floor)
+			return errors.New(state)
 		}
 		got = rt
 		return nil
 	})
-	return got, err
+	if err != nil {
+		return nil, errors.New(state)
+	}
+	return got, nil
 }
 
 // etcdCompact compacts etcd to its current revision (physically, and
