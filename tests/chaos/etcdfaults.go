@@ -15,6 +15,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	hiveqv1 "github.com/hiveqd/hiveqd/gen/hiveq/v1"
 	"github.com/hiveqd/hiveqd/internal/testenv"
@@ -40,24 +41,29 @@ const (
 // directly (through no replica's proxy) and the snapshot taken when the
 // fleet first agreed.
 type etcdState struct {
-	c    *clientv3.Client
-	snap string // "" when no etcd-restore fault was asked for
+	c         *clientv3.Client
+	snap      string // "" when no etcd-restore fault was asked for
+	snapEpoch uint64 // the route's epoch in the snapshot
 }
 
 // startEtcdState connects to etcd and, when the run may restore etcd,
 // snapshots it now: the restore goes back to this early state.
 func (r *runner) startEtcdState(ctx context.Context) error {
-	c, err := clientv3.New(clientv3.Config{Endpoints: r.e.etcd.Endpoints(), DialTimeout: 5 * time.Second, Logger: nil})
+	c, err := clientv3.New(clientv3.Config{Endpoints: r.e.etcd.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return fmt.Errorf("etcd client: %w", err)
 	}
 	r.etcd = &etcdState{c: c}
 	if slices.Contains(r.opts.Kinds, EtcdRestore) {
 		snap := filepath.Join(r.opts.Dir, "etcd-early.snapshot")
+		rt, _, err := r.etcdRoute(ctx)
+		if err != nil {
+			return err
+		}
 		if err := r.e.etcd.SaveSnapshot(ctx, snap); err != nil {
 			return err
 		}
-		r.etcd.snap = snap
+		r.etcd.snap, r.etcd.snapEpoch = snap, epochOf(rt)
 	}
 	return nil
 }
@@ -194,9 +200,16 @@ func (r *runner) etcdRestore(ctx context.Context, hold time.Duration) error {
 	if r.etcd.snap == "" {
 		return errors.New("no early snapshot (etcd-restore was not among the kinds at the start)")
 	}
-	before, _, err := r.e.agreed(ctx, 60*time.Second)
+	before, leader, err := r.e.agreed(ctx, 60*time.Second)
 	if err != nil {
 		return err
+	}
+	if before.Epoch <= r.etcd.snapEpoch {
+		// Nothing happened since the snapshot: move the route by hand, so
+		// that the restore takes etcd back behind the replicas.
+		if rt, err := r.failoverByHand(ctx, leader, before.Epoch, "chaos: before an etcd restore"); err == nil {
+			before = rt
+		}
 	}
 	if err := r.e.etcd.RestoreSnapshot(ctx, r.etcd.snap); err != nil {
 		return err
@@ -252,13 +265,10 @@ func (r *runner) cutFollower(ctx context.Context, hold time.Duration) error {
 		}
 	}()
 	r.sleep(ctx, leaseTTL) // cut long enough for its lease to expire
-	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	resp, ferr := lc.Cluster.Failover(fctx, &hiveqv1.FailoverRequest{Connector: connector, ExpectedEpoch: before.Epoch,
-		Reason: "chaos: failover while follower " + follower + " is cut off from etcd"})
-	cancel()
+	rt, ferr := r.failoverByHand(ctx, leader, before.Epoch, "chaos: failover while follower "+follower+" is cut off from etcd")
 	failover := "failover refused: " + fmt.Sprint(ferr)
 	if ferr == nil {
-		failover = fmt.Sprintf("failover to %s epoch %d", harness.ServerAddr(resp.GetConnector().GetServer()), resp.GetConnector().GetEpoch())
+		failover = fmt.Sprintf("failover to %s epoch %d", rt.Server, rt.Epoch)
 	}
 	r.sleep(ctx, hold)
 	p.etcdProxy.SetMode(testenv.Pass)
@@ -270,6 +280,22 @@ func (r *runner) cutFollower(ctx context.Context, hold time.Duration) error {
 	}
 	r.note = fmt.Sprintf("[%s cut; %s; converged %v after the heal]", follower, failover, time.Since(t0).Round(time.Millisecond))
 	return nil
+}
+
+// failoverByHand asks the leader to move the route off its server (a
+// drain), and returns the new route.
+func (r *runner) failoverByHand(ctx context.Context, leader string, epoch uint64, reason string) (harness.Route, error) {
+	lc := r.e.fleet.Client(leader)
+	if lc == nil {
+		return harness.Route{}, fmt.Errorf("no client of replica %s", leader)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := lc.Cluster.Failover(ctx, &hiveqv1.FailoverRequest{Connector: connector, ExpectedEpoch: epoch, Reason: reason})
+	if err != nil {
+		return harness.Route{}, err
+	}
+	return harness.Route{Server: harness.ServerAddr(resp.GetConnector().GetServer()), Epoch: resp.GetConnector().GetEpoch()}, nil
 }
 
 // followerConverged waits until the follower routes as the leader does.
@@ -298,9 +324,11 @@ func (r *runner) followerConverged(ctx context.Context, lc, fc *harness.Client) 
 func (r *runner) checkRouteInEtcd(ctx context.Context, kind string) {
 	ctx, cancel := context.WithTimeout(ctx, republishBound)
 	defer cancel()
+	state := "not checked"
 	err := testenv.WaitFor(ctx, func() error {
 		agreed, _, err := r.e.agreed(ctx, 5*time.Second)
 		if err != nil {
+			state = "the replicas do not agree: " + err.Error()
 			return err
 		}
 		rt, _, err := r.etcdRoute(ctx)
@@ -308,12 +336,13 @@ func (r *runner) checkRouteInEtcd(ctx context.Context, kind string) {
 			return err
 		}
 		if routeServer(rt) != agreed.Server || epochOf(rt) != agreed.Epoch {
-			return fmt.Errorf("the replicas agree on %s epoch %d, etcd holds %s epoch %d",
+			state = fmt.Sprintf("the replicas agree on %s epoch %d, etcd holds %s epoch %d",
 				agreed.Server, agreed.Epoch, routeServer(rt), epochOf(rt))
+			return errors.New(state)
 		}
 		return nil
 	})
 	if err != nil {
-		r.violate("route-in-etcd", "after %s: %v", kind, err)
+		r.violate("route-in-etcd", "after %s, for %v: %s", kind, republishBound, state)
 	}
 }

@@ -65,9 +65,10 @@ func allowedBumps(kind string) int {
 	case EtcdRouteDelete, EtcdCutFollower:
 		return 1 // the republication; the manual failover
 	case EtcdRestore:
-		// The republication above the replicas' epoch, and one more if
+		// A manual failover first when nothing moved since the snapshot,
+		// the republication above the replicas' epoch, and one more if
 		// leadership moves to the election key the snapshot held.
-		return 2
+		return 3
 	}
 	return 0
 }
