@@ -328,7 +328,9 @@ func (r *runner) checkRouteInEtcd(ctx context.Context, kind string) {
 	err := testenv.WaitFor(ctx, func() error {
 		agreed, _, err := r.e.agreed(ctx, 5*time.Second)
 		if err != nil {
-			state = "the replicas do not agree: " + err.Error()
+			if ctx.Err() == nil {
+				state = "the replicas do not agree: " + err.Error()
+			}
 			return err
 		}
 		rt, _, err := r.etcdRoute(ctx)
