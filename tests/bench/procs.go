@@ -307,7 +307,7 @@ func (m *cpuMeter) stop() []float64 {
 const envProfiledHiveqd = "BENCH_PROFILED_HIVEQD"
 
 // profiledHiveqd is `hiveqd serve` (cmd/hiveqd's serve: the same flags,
-// config and replica.Run) wrapped in a CPU profile.
+// config and replica.New, Serve and Shutdown) wrapped in a CPU profile.
 func profiledHiveqd(prefix string, args []string) int {
 	if len(args) == 0 || args[0] != "serve" {
 		fmt.Fprintln(os.Stderr, "profiled hiveqd: only serve")
