@@ -172,7 +172,9 @@ func (r *runner) routeDelete(ctx context.Context) error {
 		return err
 	}
 	if before == nil {
-		return errors.New("no route key to delete")
+		// An earlier deletion was never republished (reported then).
+		r.note = "[no route key to delete: still missing]"
+		return nil
 	}
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	_, err = r.etcd.c.Delete(dctx, r.routeKey())
