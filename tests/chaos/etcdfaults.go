@@ -35,6 +35,10 @@ const (
 	// linkReset is how long every replica's etcd link refuses after a
 	// compaction: well within the lease, long enough to break every watch.
 	linkReset = time.Second
+	// staleShownBound is how long a follower cut off from etcd may look
+	// current in its Topology (issue 12.5: it must show that its view is
+	// stale while it cannot learn of failovers).
+	staleShownBound = 15 * time.Second
 )
 
 // etcdState is the run's own view of etcd: a client that reaches it
@@ -259,7 +263,9 @@ func (r *runner) cutFollower(ctx context.Context, hold time.Duration) error {
 	if lc == nil || fc == nil {
 		return fmt.Errorf("no client of replica %s or %s", follower, leader)
 	}
+	cutAt := time.Now()
 	p.etcdProxy.SetMode(testenv.Blackhole)
+	stale := r.watchStale(ctx, fc)
 	healed := false
 	defer func() {
 		if !healed {
@@ -273,15 +279,68 @@ func (r *runner) cutFollower(ctx context.Context, hold time.Duration) error {
 		failover = fmt.Sprintf("failover to %s epoch %d", rt.Server, rt.Epoch)
 	}
 	r.sleep(ctx, hold)
+	shown, staleAfter := stale.wait(ctx, cutAt.Add(staleShownBound))
 	p.etcdProxy.SetMode(testenv.Pass)
 	healed = true
 	t0 := time.Now()
+	staleNote := fmt.Sprintf("stale shown %v after the cut", staleAfter.Round(time.Millisecond))
+	if !shown {
+		staleNote = "stale never shown"
+		r.violate("follower-stale-shown", "follower %s, cut off from etcd for %v (%s), never showed a stale view in its Topology",
+			follower, time.Since(cutAt).Round(time.Millisecond), failover)
+	}
 	if err := r.followerConverged(ctx, lc, fc); err != nil {
 		r.violate("follower-converge", "follower %s (etcd cut, %s) did not route as leader %s within %v of the link healing: %v",
 			follower, failover, leader, followerConvergeBound, err)
 	}
-	r.note = fmt.Sprintf("[%s cut; %s; converged %v after the heal]", follower, failover, time.Since(t0).Round(time.Millisecond))
+	r.note = fmt.Sprintf("[%s cut; %s; %s; converged %v after the heal]", follower, failover, staleNote, time.Since(t0).Round(time.Millisecond))
 	return nil
+}
+
+// staleWatch polls a replica's Topology until it shows a degraded
+// (stale) view.
+type staleWatch struct {
+	start  time.Time
+	done   chan struct{}
+	cancel context.CancelFunc
+	after  time.Duration // set before done is closed; <0: never shown
+}
+
+func (r *runner) watchStale(ctx context.Context, c *harness.Client) *staleWatch {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &staleWatch{start: time.Now(), done: make(chan struct{}), cancel: cancel, after: -1}
+	go func() {
+		defer close(w.done)
+		for ctx.Err() == nil {
+			tctx, tcancel := context.WithTimeout(ctx, 2*time.Second)
+			t, err := c.Topology(tctx)
+			tcancel()
+			if err == nil && t.GetDegraded() {
+				w.after = time.Since(w.start)
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return w
+}
+
+// wait returns whether the stale view was shown, waiting for it until
+// deadline at most.
+func (w *staleWatch) wait(ctx context.Context, deadline time.Time) (bool, time.Duration) {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-w.done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	w.cancel()
+	<-w.done
+	return w.after >= 0, w.after
 }
 
 // failoverByHand asks the leader to move the route off its server (a
