@@ -11,6 +11,7 @@ need_apt=()
 command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
 command -v tmux >/dev/null 2>&1 || need_apt+=(tmux) # the interactive sql test
 [ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
+[ -x /usr/bin/etcdctl ] || need_apt+=(etcd-client) # snapshot save/restore (cluster tests)
 # MIT Kerberos: a real KDC for the Kerberos tests (internal/testenv), and
 # libgssapi_krb5's headers for gohive's cgo Kerberos build (-tags kerberos).
 [ -x /usr/sbin/krb5kdc ] || need_apt+=(krb5-kdc)

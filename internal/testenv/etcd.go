@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -13,8 +14,12 @@ import (
 	"time"
 )
 
-// EtcdBinary is Debian's etcd-server.
-var EtcdBinary = "/usr/bin/etcd"
+// EtcdBinary is Debian's etcd-server; EtcdctlBinary is etcd-client's
+// etcdctl, for snapshots.
+var (
+	EtcdBinary    = "/usr/bin/etcd"
+	EtcdctlBinary = "/usr/bin/etcdctl"
+)
 
 // Etcd is a single-member etcd server on loopback ports.
 type Etcd struct {
@@ -127,6 +132,35 @@ func (e *Etcd) halt(sig syscall.Signal) {
 // Restart stops and starts etcd, keeping its data.
 func (e *Etcd) Restart(ctx context.Context) error {
 	e.Stop()
+	return e.Start(ctx)
+}
+
+// SaveSnapshot writes a snapshot of etcd's data to path (etcdctl snapshot
+// save).
+func (e *Etcd) SaveSnapshot(ctx context.Context, path string) error {
+	out, err := exec.CommandContext(ctx, EtcdctlBinary, "--endpoints", e.Endpoint(), "snapshot", "save", path).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("etcdctl snapshot save: %w: %s", err, out)
+	}
+	return nil
+}
+
+// RestoreSnapshot stops etcd, replaces its data with the snapshot at path
+// (etcdctl snapshot restore: keys, leases and revision as they were when it
+// was saved) and starts it again on the same ports: an operator's
+// restore from backup.
+func (e *Etcd) RestoreSnapshot(ctx context.Context, path string) error {
+	e.Stop()
+	data := filepath.Join(e.dir, "data")
+	if err := os.RemoveAll(data); err != nil {
+		return err
+	}
+	peer := "http://127.0.0.1:" + strconv.Itoa(e.peerPort)
+	out, err := exec.CommandContext(ctx, EtcdctlBinary, "snapshot", "restore", path, "--data-dir", data,
+		"--name", "default", "--initial-cluster", "default="+peer, "--initial-advertise-peer-urls", peer).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("etcdctl snapshot restore: %w: %s", err, out)
+	}
 	return e.Start(ctx)
 }
 
