@@ -275,96 +275,129 @@ func (c *core) eligible(now time.Time, exclude *hs2.Endpoint) []hs2.Endpoint {
 // step decides: which probes to start, what to publish (nil: nothing), and
 // when to be called again at the latest (zero: only on an event).
 func (c *core) step(now time.Time) (probes []hs2.Endpoint, pub *Choice, wake time.Time) {
+	c.dropWithdrawnFailover()
+	if !c.synced {
+		return c.stepUnsynced(now)
+	}
+	cur := c.current
+	if cur == nil {
+		return c.stepLook(now, "", false, false, nil, false)
+	}
+	h := c.hs[*cur]
+	v := c.assess(*cur, h, now)
+	if !v.need {
+		return c.stepKeep(*cur, h, now)
+	}
+	if v.exclude == nil && h != nil && h.cand.Active && h.down(now) && h.slowOnly {
+		return c.stepSlow(*cur, h, v, now)
+	}
+	return c.stepLook(now, v.why, v.drain, v.dead, v.exclude, false)
+}
+
+// dropWithdrawnFailover answers a manual failover whose caller gave up: it
+// never fires later.
+func (c *core) dropWithdrawnFailover() {
 	if f := c.failover; f != nil && f.ctx != nil && f.ctx.Err() != nil {
 		f.reply <- fmt.Errorf("registry: failover withdrawn: %w", f.ctx.Err())
 		c.failover = nil
 	}
-	if !c.synced {
-		if c.current != nil {
-			return c.stepAdopted(now)
-		}
-		if c.lastPub == nil {
-			if now.Sub(c.started) >= discoveryGrace {
-				reason := "no HiveServer2 known: discovery has not answered"
-				if c.status.Err != "" {
-					reason += ": " + c.status.Err
-				}
-				return nil, c.publish(nil, reason, false, false, now), time.Time{}
-			}
-			return nil, nil, c.started.Add(discoveryGrace)
-		}
+}
+
+// stepUnsynced runs while discovery has not answered: an adopted server is
+// kept under watch; with none, "none" is published after the grace period.
+func (c *core) stepUnsynced(now time.Time) (probes []hs2.Endpoint, pub *Choice, wake time.Time) {
+	if c.current != nil {
+		return c.stepAdopted(now)
+	}
+	if c.lastPub != nil {
 		return nil, nil, time.Time{}
 	}
+	if now.Sub(c.started) < discoveryGrace {
+		return nil, nil, c.started.Add(discoveryGrace)
+	}
+	reason := "no HiveServer2 known: discovery has not answered"
+	if c.status.Err != "" {
+		reason += ": " + c.status.Err
+	}
+	return nil, c.publish(nil, reason, false, false, now), time.Time{}
+}
 
-	var why string
-	drain, dead, need := false, false, false
-	var exclude *hs2.Endpoint // set for a manual failover
-	if cur := c.current; cur != nil {
-		h := c.hs[*cur]
+// verdict is what assess concludes about the current server.
+type verdict struct {
+	need        bool // a new server is needed
+	why         string
+	drain, dead bool          // how the old server's running queries end
+	exclude     *hs2.Endpoint // set for a manual failover
+}
+
+// assess says whether the current server (h: its health, nil when it is no
+// longer registered) must be replaced, and why.
+func (c *core) assess(cur hs2.Endpoint, h *health, now time.Time) verdict {
+	switch {
+	case h == nil:
+		return verdict{need: true, drain: true, why: fmt.Sprintf("%s is no longer registered (draining)", cur)}
+	case !h.cand.Active:
+		// HS2 Interactive's old leader closes its own sessions.
+		return verdict{need: true, why: fmt.Sprintf("%s is no longer the active HiveServer2 (passive)", cur)}
+	case h.down(now):
 		switch {
-		case h == nil:
-			need, drain = true, true
-			why = fmt.Sprintf("%s is no longer registered (draining)", cur)
-		case !h.cand.Active:
-			// HS2 Interactive's old leader closes its own sessions.
-			need = true
-			why = fmt.Sprintf("%s is no longer the active HiveServer2 (passive)", cur)
-		case h.down(now):
-			need = true
-			why = fmt.Sprintf("%s failed %d health checks in a row: %s", cur, h.fails, h.lastErr)
-			switch {
-			case h.refusedOnly:
-				dead = true
-				why = fmt.Sprintf("%s refused every health check (%d in a row, found dead): %s", cur, h.fails, h.lastErr)
-			case h.slowOnly:
-				drain = true
-				why = fmt.Sprintf("%s timed out %d health checks in a row (not known dead: draining): %s", cur, h.fails, h.lastErr)
-			}
-		case c.failover != nil:
-			need, drain = true, !c.failover.abort
-			dead = c.failover.abort
-			exclude = cur
-			why = fmt.Sprintf("manual failover from %s: %s", cur, c.failover.reason)
-			if dead {
-				why += " (running queries aborted)"
-			}
+		case h.refusedOnly:
+			return verdict{need: true, dead: true,
+				why: fmt.Sprintf("%s refused every health check (%d in a row, found dead): %s", cur, h.fails, h.lastErr)}
+		case h.slowOnly:
+			return verdict{need: true, drain: true,
+				why: fmt.Sprintf("%s timed out %d health checks in a row (not known dead: draining): %s", cur, h.fails, h.lastErr)}
 		}
-		if !need {
-			if !h.inflight && !now.Before(h.nextProbe) {
-				probes = append(probes, *cur)
-				wake = time.Time{}
-			} else if !h.inflight {
-				wake = h.nextProbe
-			}
-			if h.fails > 0 {
-				// Suspect: verify the next server now, so a failover does
-				// not wait for it.
-				if alts := c.eligible(now, cur); len(alts) > 0 {
-					a := c.hs[alts[0]]
-					if !a.inflight && !c.verified(a, now) {
-						probes = append(probes, alts[0])
-					}
-				}
-			}
-			return probes, nil, wake
+		return verdict{need: true, why: fmt.Sprintf("%s failed %d health checks in a row: %s", cur, h.fails, h.lastErr)}
+	case c.failover != nil:
+		v := verdict{need: true, drain: !c.failover.abort, dead: c.failover.abort, exclude: c.current,
+			why: fmt.Sprintf("manual failover from %s: %s", cur, c.failover.reason)}
+		if v.dead {
+			v.why += " (running queries aborted)"
 		}
+		return v
 	}
+	return verdict{}
+}
 
-	if cur := c.current; cur != nil && exclude == nil {
-		if h := c.hs[*cur]; h != nil && h.cand.Active && h.down(now) && h.slowOnly {
-			if keep, p, w := c.keepSaturated(*cur, h, now); keep {
-				// While it stays, look for a healthy server to move new
-				// queries to: saturated is not healthy.
-				more, pub, w2 := c.stepLook(now, why, drain, dead, nil, true)
-				if pub != nil {
-					return append(p, more...), pub, w2
-				}
-				return append(p, more...), nil, minTime(w, w2)
+// stepKeep keeps a healthy current server under watch: it is probed every
+// interval, and while it is suspect the next server is verified too.
+func (c *core) stepKeep(cur hs2.Endpoint, h *health, now time.Time) (probes []hs2.Endpoint, pub *Choice, wake time.Time) {
+	if !h.inflight && !now.Before(h.nextProbe) {
+		probes = append(probes, cur)
+	} else if !h.inflight {
+		wake = h.nextProbe
+	}
+	if h.fails > 0 {
+		// Suspect: verify the next server now, so a failover does not
+		// wait for it.
+		if alts := c.eligible(now, &cur); len(alts) > 0 {
+			a := c.hs[alts[0]]
+			if !a.inflight && !c.verified(a, now) {
+				probes = append(probes, alts[0])
 			}
-			why += "; no call to it was answered for " + c.window.String() + " either (unresponsive)"
 		}
 	}
-	return c.stepLook(now, why, drain, dead, exclude, false)
+	return probes, nil, wake
+}
+
+// stepSlow handles a current server held down because its health checks
+// only time out: it stays while nothing better is verified and real calls
+// to it are answered (saturated), and is replaced once none is
+// (unresponsive).
+func (c *core) stepSlow(cur hs2.Endpoint, h *health, v verdict, now time.Time) (probes []hs2.Endpoint, pub *Choice, wake time.Time) {
+	keep, p, w := c.keepSaturated(cur, h, now)
+	if !keep {
+		v.why += "; no call to it was answered for " + c.window.String() + " either (unresponsive)"
+		return c.stepLook(now, v.why, v.drain, v.dead, nil, false)
+	}
+	// While it stays, look for a healthy server to move new queries to:
+	// saturated is not healthy.
+	more, pub, w2 := c.stepLook(now, v.why, v.drain, v.dead, nil, true)
+	if pub != nil {
+		return append(p, more...), pub, w2
+	}
+	return append(p, more...), nil, minTime(w, w2)
 }
 
 // keepSaturated decides whether cur, whose health checks only time out
@@ -396,8 +429,21 @@ func (c *core) keepSaturated(cur hs2.Endpoint, h *health, now time.Time) (keep b
 // them; keeping says the current server stays if none is found.
 func (c *core) stepLook(now time.Time, why string, drain, dead bool, exclude *hs2.Endpoint, keeping bool) (probes []hs2.Endpoint, pub *Choice, wake time.Time) {
 	elig := c.eligible(now, c.current)
-	var chosen *hs2.Endpoint
-	pending := 0
+	chosen, probes, pending := c.pick(now, elig)
+	if chosen != nil {
+		pub, wake = c.switchTo(*chosen, why, drain, dead, exclude, len(elig), now)
+		return probes, pub, wake
+	}
+	if keeping || pending > 0 {
+		return probes, nil, c.nextCooldownEnd(now)
+	}
+	return c.stepNone(now, why, drain, dead, exclude)
+}
+
+// pick chooses a verified server by policy among elig; while there is
+// none, it lists the candidates to verify (at most maxParallelProbes in
+// flight: pending counts them).
+func (c *core) pick(now time.Time, elig []hs2.Endpoint) (chosen *hs2.Endpoint, probes []hs2.Endpoint, pending int) {
 	for _, ep := range elig {
 		if c.hs[ep].inflight {
 			pending++
@@ -412,36 +458,58 @@ func (c *core) stepLook(now time.Time, why string, drain, dead bool, exclude *hs
 		}
 		if len(ok) > 0 {
 			ep := ok[c.intn(len(ok))]
-			chosen = &ep
+			return &ep, nil, pending
 		}
 	} else if len(elig) > 0 && c.verified(c.hs[elig[0]], now) {
 		// Strictly oldest first: while an older candidate is unverified, wait.
 		ep := elig[0]
-		chosen = &ep
+		return &ep, nil, pending
 	}
-	if chosen == nil {
-		for _, ep := range elig {
-			h := c.hs[ep]
-			if pending >= maxParallelProbes {
-				break
-			}
-			if !h.inflight && !c.verified(h, now) {
-				probes = append(probes, ep)
-				pending++
-			}
+	for _, ep := range elig {
+		h := c.hs[ep]
+		if pending >= maxParallelProbes {
+			break
+		}
+		if !h.inflight && !c.verified(h, now) {
+			probes = append(probes, ep)
+			pending++
 		}
 	}
+	return nil, probes, pending
+}
 
-	if chosen != nil {
-		more, pub, wake := c.stepChoose(now, *chosen, why, drain, dead, exclude, len(elig))
-		return append(probes, more...), pub, wake
+// switchTo makes chosen the current server, answering a manual failover
+// (whose old server is held down), and publishes it.
+func (c *core) switchTo(chosen hs2.Endpoint, why string, drain, dead bool, exclude *hs2.Endpoint, nElig int, now time.Time) (*Choice, time.Time) {
+	h := c.hs[chosen]
+	h.nextProbe = h.okAt.Add(c.interval)
+	desc := fmt.Sprintf("chose %s (%s)", chosen, c.describe(h, nElig))
+	if h.down(now) {
+		desc = fmt.Sprintf("chose %s (held down after failing, but it answered its latest health check)", chosen)
+		h.downUntil = time.Time{} // routed: its health checks decide from now on
 	}
-	if keeping {
-		return probes, nil, c.nextCooldownEnd(now)
+	if why != "" {
+		desc = why + "; " + desc
 	}
-	if pending > 0 {
-		return probes, nil, c.nextCooldownEnd(now)
+	if c.failover != nil {
+		if old := c.current; old != nil {
+			if oh := c.hs[*old]; oh != nil && exclude != nil {
+				oh.downUntil = now.Add(c.cooldown)
+			}
+		}
+		c.failover.reply <- nil
+		c.failover = nil
 	}
+	ep := chosen
+	c.current = &ep
+	pub := c.publish(&ep, desc, drain, dead, now)
+	return pub, minTime(h.nextProbe, c.nextCooldownEnd(now))
+}
+
+// stepNone handles "nothing to switch to": a manual failover is refused
+// (the current server stays), otherwise "none" is published once per
+// situation.
+func (c *core) stepNone(now time.Time, why string, drain, dead bool, exclude *hs2.Endpoint) (probes []hs2.Endpoint, pub *Choice, wake time.Time) {
 	// A cooldown is a preference, not a ban: rather than "none" for the
 	// rest of it, route to a held-down server that has answered its latest
 	// health check since failing (a hung server whose stuck probe came
@@ -449,13 +517,12 @@ func (c *core) stepLook(now time.Time, why string, drain, dead bool, exclude *hs
 	// failover holds its old server down on purpose: not then.
 	if c.failover == nil {
 		if ep, check, waiting := c.recovered(now, exclude); ep != nil {
-			return c.stepChoose(now, *ep, why, drain, dead, exclude, len(elig))
+			pub, wake = c.switchTo(*ep, why, drain, dead, exclude, 0, now)
+			return nil, pub, wake
 		} else if len(check) > 0 || waiting {
-			return append(probes, check...), nil, c.nextCooldownEnd(now)
+			return check, nil, c.nextCooldownEnd(now)
 		}
 	}
-
-	// Nothing to switch to.
 	if c.failover != nil {
 		c.failover.reply <- fmt.Errorf("registry: no other healthy HiveServer2 to fail over to: %s", c.unavailable(now, c.current))
 		c.failover = nil
@@ -484,32 +551,6 @@ func (c *core) stepLook(now time.Time, why string, drain, dead bool, exclude *hs
 	}
 	c.noneKey = key
 	return probes, c.publish(nil, reason, drain, dead, now), minTime(wake, c.nextCooldownEnd(now))
-}
-
-// stepChoose routes to ep, which stepLook found: it answers the pending
-// manual failover, if any, and publishes.
-func (c *core) stepChoose(now time.Time, ep hs2.Endpoint, why string, drain, dead bool, exclude *hs2.Endpoint, eligible int) (probes []hs2.Endpoint, pub *Choice, wake time.Time) {
-	h := c.hs[ep]
-	h.nextProbe = h.okAt.Add(c.interval)
-	desc := fmt.Sprintf("chose %s (%s)", ep, c.describe(h, eligible))
-	if h.down(now) {
-		desc = fmt.Sprintf("chose %s (held down after failing, but it answered its latest health check)", ep)
-		h.downUntil = time.Time{} // routed: its health checks decide from now on
-	}
-	if why != "" {
-		desc = why + "; " + desc
-	}
-	if c.failover != nil {
-		if old := c.current; old != nil {
-			if oh := c.hs[*old]; oh != nil && exclude != nil {
-				oh.downUntil = now.Add(c.cooldown)
-			}
-		}
-		c.failover.reply <- nil
-		c.failover = nil
-	}
-	c.current = &ep
-	return nil, c.publish(&ep, desc, drain, dead, now), minTime(h.nextProbe, c.nextCooldownEnd(now))
 }
 
 // recovered finds, in registration order, an active server held down after

@@ -156,6 +156,36 @@ type probeResult struct {
 // choice never moves traffic by itself. Run returns nil when ctx ends, or
 // the discovery's configuration error.
 func (s *Selector) Run(ctx context.Context, initial *hs2.Endpoint, publish func(Choice)) error {
+	if err := s.validate(); err != nil {
+		return err
+	}
+	done, err := s.markRunning()
+	if err != nil {
+		return err
+	}
+	defer close(done)
+
+	ctx, cancel := context.WithCancel(ctx)
+	r := &selectorLoop{s: s, ctx: ctx, publish: publish, results: make(chan probeResult, maxParallelProbes+2)}
+	defer func() {
+		cancel()
+		r.wg.Wait()
+		if c, ok := s.cfg.Prober.(interface{ CloseIdle() }); ok {
+			c.CloseIdle()
+		}
+	}()
+	r.c = s.newCore(initial)
+	r.startDiscovery()
+	for {
+		now := s.cfg.Clock.Now()
+		wake := r.decide(now)
+		if stop, err := r.wait(now, wake); stop {
+			return err
+		}
+	}
+}
+
+func (s *Selector) validate() error {
 	switch s.cfg.Policy {
 	case PolicyOldest, PolicyRandom:
 	default:
@@ -164,32 +194,28 @@ func (s *Selector) Run(ctx context.Context, initial *hs2.Endpoint, publish func(
 	if s.cfg.Discovery == nil || s.cfg.Prober == nil {
 		return errors.New("registry: selector needs a Discovery and a Prober")
 	}
-	done := make(chan struct{})
+	return nil
+}
+
+// markRunning claims the selector for one Run; the returned channel is
+// closed when that Run returns.
+func (s *Selector) markRunning() (chan struct{}, error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.runDone != nil {
 		select {
 		case <-s.runDone:
 		default:
-			s.mu.Unlock()
-			return errors.New("registry: selector is already running")
+			return nil, errors.New("registry: selector is already running")
 		}
 	}
-	s.runDone = done
-	s.mu.Unlock()
-	defer close(done)
+	s.runDone = make(chan struct{})
+	return s.runDone, nil
+}
 
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() {
-		cancel()
-		wg.Wait()
-		if c, ok := s.cfg.Prober.(interface{ CloseIdle() }); ok {
-			c.CloseIdle()
-		}
-	}()
-
-	clock := s.cfg.Clock
-	c := newCore(s.cfg, initial, clock.Now())
+// newCore makes the decision core for one Run.
+func (s *Selector) newCore(initial *hs2.Endpoint) *core {
+	c := newCore(s.cfg, initial, s.cfg.Clock.Now())
 	if tr := s.cfg.Traffic; tr != nil {
 		// Traffic evidence is real time, like probe timeouts; the
 		// selector's clock is real in production.
@@ -198,108 +224,142 @@ func (s *Selector) Run(ctx context.Context, initial *hs2.Endpoint, publish func(
 	if initial != nil {
 		s.log.Info("adopting the published HiveServer2", "server", initial.String())
 	}
+	return c
+}
+
+func (s *Selector) status() Status {
+	if r, ok := s.cfg.Discovery.(StatusReporter); ok {
+		return r.Status()
+	}
+	return Status{}
+}
+
+// selectorLoop is one Run's state: the core, driven from the Run goroutine
+// only, and the goroutines (discovery, probes) that feed it.
+type selectorLoop struct {
+	s       *Selector
+	ctx     context.Context
+	c       *core
+	publish func(Choice)
+	wg      sync.WaitGroup
+	results chan probeResult
 
 	// Discovery: the latest list wins; the loop reads it when notified.
-	var (
-		updMu   sync.Mutex
-		updList []Candidate
-		updHave bool
-	)
-	updC := make(chan struct{}, 1)
-	discErrC := make(chan error, 1)
-	discErr := (<-chan error)(discErrC)
-	wg.Add(1)
+	updMu   sync.Mutex
+	updList []Candidate
+	updHave bool
+	updC    chan struct{}
+	discErr <-chan error // nil once discovery returned without error
+}
+
+// startDiscovery runs the discovery in its own goroutine.
+func (r *selectorLoop) startDiscovery() {
+	r.updC = make(chan struct{}, 1)
+	errc := make(chan error, 1)
+	r.discErr = errc
+	r.wg.Add(1)
 	go func() {
-		defer wg.Done()
-		discErrC <- s.cfg.Discovery.Run(ctx, func(list []Candidate) {
-			updMu.Lock()
-			updList, updHave = list, true
-			updMu.Unlock()
+		defer r.wg.Done()
+		errc <- r.s.cfg.Discovery.Run(r.ctx, func(list []Candidate) {
+			r.updMu.Lock()
+			r.updList, r.updHave = list, true
+			r.updMu.Unlock()
 			select {
-			case updC <- struct{}{}:
+			case r.updC <- struct{}{}:
 			default:
 			}
 		})
 	}()
-	status := func() Status {
-		if r, ok := s.cfg.Discovery.(StatusReporter); ok {
-			return r.Status()
-		}
-		return Status{}
-	}
+}
 
-	results := make(chan probeResult, maxParallelProbes+2)
-	for {
-		now := clock.Now()
-		c.status = status()
-		probes, pub, wake := c.step(now)
-		for _, line := range c.events {
-			s.log.Info(line)
-		}
-		c.events = c.events[:0]
-		for _, ep := range probes {
-			c.probeStarted(ep, now)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				start := time.Now()
-				pctx, pcancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
-				err := s.cfg.Prober.Probe(pctx, ep)
-				// I/O deadlines taken from pctx may fire just before pctx does.
-				if err != nil && ctx.Err() == nil && (pctx.Err() != nil || time.Since(start) >= s.cfg.ProbeTimeout) {
-					err = fmt.Errorf("no answer within %v: %w", s.cfg.ProbeTimeout, err)
-				}
-				pcancel()
-				select {
-				case results <- probeResult{ep, err}:
-				case <-ctx.Done():
-				}
-			}()
-		}
-		s.setSnapshot(c.snapshot(now))
-		if pub != nil {
-			if pub.Endpoint != nil {
-				s.log.Info("hiveserver2 chosen", "server", pub.Endpoint.String(), "drain", pub.Drain, "prev_dead", pub.PrevDead, "reason", pub.Reason)
-			} else {
-				s.log.Warn("no hiveserver2 available", "drain", pub.Drain, "prev_dead", pub.PrevDead, "reason", pub.Reason)
-			}
-			publish(*pub)
-		}
-		var timer <-chan time.Time
-		if !wake.IsZero() {
-			timer = clock.After(max(wake.Sub(now), 0))
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-discErr:
-			if err != nil {
-				s.log.Error("discovery failed", "err", err)
-				return err
-			}
-			discErr = nil // returned early without error: keep the last list
-		case <-updC:
-			updMu.Lock()
-			list, ok := updList, updHave
-			updMu.Unlock()
-			if ok {
-				c.setCandidates(list, status(), clock.Now())
-			}
-		case r := <-results:
-			c.probeDone(r.ep, r.err, clock.Now())
-		case <-s.reportC:
-			s.mu.Lock()
-			reps := s.reports
-			s.reports = map[string]bool{}
-			s.mu.Unlock()
-			for srv := range reps {
-				c.report(srv, clock.Now())
-			}
-		case req := <-s.failoverC:
-			c.requestFailover(req)
-		case <-timer:
-		}
+// decide runs one step of the core: logs its events, starts its probes,
+// publishes its choice. It returns when to decide again at the latest.
+func (r *selectorLoop) decide(now time.Time) time.Time {
+	s, c := r.s, r.c
+	c.status = s.status()
+	probes, pub, wake := c.step(now)
+	for _, line := range c.events {
+		s.log.Info(line)
 	}
+	c.events = c.events[:0]
+	for _, ep := range probes {
+		c.probeStarted(ep, now)
+		r.startProbe(ep)
+	}
+	s.setSnapshot(c.snapshot(now))
+	if pub != nil {
+		if pub.Endpoint != nil {
+			s.log.Info("hiveserver2 chosen", "server", pub.Endpoint.String(), "drain", pub.Drain, "prev_dead", pub.PrevDead, "reason", pub.Reason)
+		} else {
+			s.log.Warn("no hiveserver2 available", "drain", pub.Drain, "prev_dead", pub.PrevDead, "reason", pub.Reason)
+		}
+		r.publish(*pub)
+	}
+	return wake
+}
+
+// startProbe probes ep in its own goroutine; the result comes back on
+// r.results.
+func (r *selectorLoop) startProbe(ep hs2.Endpoint) {
+	ctx, timeout := r.ctx, r.s.cfg.ProbeTimeout
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		start := time.Now()
+		pctx, pcancel := context.WithTimeout(ctx, timeout)
+		err := r.s.cfg.Prober.Probe(pctx, ep)
+		// I/O deadlines taken from pctx may fire just before pctx does.
+		if err != nil && ctx.Err() == nil && (pctx.Err() != nil || time.Since(start) >= timeout) {
+			err = fmt.Errorf("no answer within %v: %w", timeout, err)
+		}
+		pcancel()
+		select {
+		case r.results <- probeResult{ep, err}:
+		case <-ctx.Done():
+		}
+	}()
+}
+
+// wait feeds the core the next event (a discovery list, a probe result,
+// reports, a failover request) or waits until wake. stop says Run returns,
+// with err.
+func (r *selectorLoop) wait(now, wake time.Time) (stop bool, err error) {
+	s, c, clock := r.s, r.c, r.s.cfg.Clock
+	var timer <-chan time.Time
+	if !wake.IsZero() {
+		timer = clock.After(max(wake.Sub(now), 0))
+	}
+	select {
+	case <-r.ctx.Done():
+		return true, nil
+	case err := <-r.discErr:
+		if err != nil {
+			s.log.Error("discovery failed", "err", err)
+			return true, err
+		}
+		r.discErr = nil // returned early without error: keep the last list
+	case <-r.updC:
+		r.updMu.Lock()
+		list, ok := r.updList, r.updHave
+		r.updMu.Unlock()
+		if ok {
+			c.setCandidates(list, s.status(), clock.Now())
+		}
+	case res := <-r.results:
+		c.probeDone(res.ep, res.err, clock.Now())
+	case <-s.reportC:
+		s.mu.Lock()
+		reps := s.reports
+		s.reports = map[string]bool{}
+		s.mu.Unlock()
+		for srv := range reps {
+			c.report(srv, clock.Now())
+		}
+	case req := <-s.failoverC:
+		c.requestFailover(req)
+	case <-timer:
+	}
+	return false, nil
 }
 
 func (s *Selector) setSnapshot(snap []CandidateHealth) {

@@ -201,43 +201,30 @@ func (d *zkDiscovery) roots(chroot string) []string {
 	return []string{path.Join(chroot, ns+"-unsecure"), path.Join(chroot, ns+"-sasl")}
 }
 
+// Run connects to ZooKeeper and calls update with the registered servers
+// every time they change (and after every full resync) until ctx ends.
 func (d *zkDiscovery) Run(ctx context.Context, update func([]Candidate)) error {
 	servers, chroot, err := d.servers()
 	if err != nil {
 		return err
 	}
-	log := d.logger()
 	timeout := d.cfg.SessionTimeout
 	if timeout <= 0 {
 		timeout = defaultSessionTimeout
 	}
-
-	var dirs []*dirCache
-	var source []string
-	for _, r := range d.roots(chroot) {
-		if d.ha {
-			dirs = append(dirs, &dirCache{path: r + "/instances"}, &dirCache{path: r + "/_LEADER"})
-			source = append(source, r+"/instances")
-		} else {
-			dirs = append(dirs, &dirCache{path: r})
-			source = append(source, r)
-		}
-	}
+	l := &zkLoop{d: d, log: d.logger(), servers: servers, update: update,
+		authed: d.cfg.Digest == "", backoff: zkMinBackoff}
+	l.dirs, l.source = d.caches(chroot)
 	d.set(func(s *Status) {
-		*s = Status{Source: strings.Join(source, ", "), Err: "not connected to ZooKeeper yet"}
+		*s = Status{Source: strings.Join(l.source, ", "), Err: "not connected to ZooKeeper yet"}
 	})
 
 	ws := &watchState{wake: make(chan struct{}, 1)}
-	dl := &dialer{tls: d.cfg.TLS, deadlineCap: timeout, conns: map[net.Conn]struct{}{}}
-	conn, events, err := zk.Connect(servers, timeout,
-		zk.WithHostProvider(&hostProvider{}),
-		zk.WithDialer(dl.dial),
-		zk.WithEventCallback(ws.onEvent),
-		zk.WithLogger(zkLogger{log}),
-		zk.WithLogInfo(false))
+	conn, events, dl, err := d.connect(servers, timeout, ws, l.log)
 	if err != nil {
-		return fmt.Errorf("registry: zookeeper: %w", err)
+		return err
 	}
+	l.conn = conn
 	// Close cleanly (the server drops our session at once), then close the
 	// sockets: that unblocks a handshake stuck on a blackholed server.
 	closeAll := func() { conn.Close(); dl.shutdown() }
@@ -253,17 +240,7 @@ func (d *zkDiscovery) Run(ctx context.Context, update func([]Candidate)) error {
 		}
 	}()
 
-	var (
-		authed   = d.cfg.Digest == ""
-		last     []Candidate
-		sent     bool
-		backoff  = 100 * time.Millisecond
-		retry    <-chan time.Time
-		lastSess int64
-		// saslRequired: the ensemble closes sessions that did not
-		// authenticate with SASL; the status keeps saying so.
-		saslRequired bool
-	)
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -272,58 +249,140 @@ func (d *zkDiscovery) Run(ctx context.Context, update func([]Candidate)) error {
 		case <-retry:
 			retry = nil
 		}
-		if conn.State() != zk.StateHasSession {
-			if !saslRequired {
-				d.set(func(s *Status) { s.Err = "disconnected from ZooKeeper " + strings.Join(servers, ",") })
-			}
-			continue // the next StateHasSession event wakes us
+		if again := l.syncOnce(ws); again > 0 {
+			retry = time.After(again)
 		}
-		if !authed {
-			if err := conn.AddAuth("digest", []byte(d.cfg.Digest)); err != nil {
-				log.Warn("zookeeper digest auth failed; retrying", "err", err)
-				retry = time.After(backoff)
-				backoff = min(backoff*2, 2*time.Second)
-				continue
-			}
-			authed = true
+	}
+}
+
+// Backoff between failed attempts to authenticate or read.
+const (
+	zkMinBackoff = 100 * time.Millisecond
+	zkMaxBackoff = 2 * time.Second
+)
+
+// caches are the znodes to mirror under chroot, and the source the status
+// names.
+func (d *zkDiscovery) caches(chroot string) (dirs []*dirCache, source []string) {
+	for _, r := range d.roots(chroot) {
+		if d.ha {
+			dirs = append(dirs, &dirCache{path: r + "/instances"}, &dirCache{path: r + "/_LEADER"})
+			source = append(source, r+"/instances")
+		} else {
+			dirs = append(dirs, &dirCache{path: r})
+			source = append(source, r)
 		}
-		full, lost, dirty := ws.take()
-		if sid := conn.SessionID(); sid != lastSess {
-			if lastSess != 0 {
-				log.Info("zookeeper session re-established; resyncing", "session", fmt.Sprintf("%#x", sid))
-			}
-			lastSess, full, lost = sid, true, true
-			d.sessions.Add(1)
+	}
+	return dirs, source
+}
+
+// connect starts a ZooKeeper session whose events go to ws.
+func (d *zkDiscovery) connect(servers []string, timeout time.Duration, ws *watchState, log *slog.Logger) (*zk.Conn, <-chan zk.Event, *dialer, error) {
+	dl := &dialer{tls: d.cfg.TLS, deadlineCap: timeout, conns: map[net.Conn]struct{}{}}
+	conn, events, err := zk.Connect(servers, timeout,
+		zk.WithHostProvider(&hostProvider{}),
+		zk.WithDialer(dl.dial),
+		zk.WithEventCallback(ws.onEvent),
+		zk.WithLogger(zkLogger{log}),
+		zk.WithLogInfo(false))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("registry: zookeeper: %w", err)
+	}
+	return conn, events, dl, nil
+}
+
+// zkLoop is the state of one Run's sync loop.
+type zkLoop struct {
+	d       *zkDiscovery
+	log     *slog.Logger
+	conn    *zk.Conn
+	servers []string
+	dirs    []*dirCache
+	source  []string
+	update  func([]Candidate)
+
+	authed   bool
+	last     []Candidate
+	sent     bool
+	backoff  time.Duration
+	lastSess int64
+	// saslRequired: the ensemble closes sessions that did not
+	// authenticate with SASL; the status keeps saying so.
+	saslRequired bool
+}
+
+// syncOnce brings the caches up to date with what ZooKeeper told us and
+// sends the list when it changed. It returns when to retry a failure (zero:
+// the next event wakes the loop).
+func (l *zkLoop) syncOnce(ws *watchState) (retry time.Duration) {
+	d, conn := l.d, l.conn
+	if conn.State() != zk.StateHasSession {
+		if !l.saslRequired {
+			d.set(func(s *Status) { s.Err = "disconnected from ZooKeeper " + strings.Join(l.servers, ",") })
 		}
-		if err := d.sync(conn, dirs, full, lost, dirty); err != nil {
-			ws.putBack(full, lost, dirty)
-			if zkRequiresSASL(err) {
-				if !saslRequired {
-					log.Error(errZKSASL.Error(), "servers", strings.Join(servers, ","))
-				}
-				saslRequired = true
-				err = errZKSASL
-			}
-			d.set(func(s *Status) { s.Err = "reading ZooKeeper: " + err.Error() })
-			log.Debug("zookeeper sync failed; will retry", "err", err)
-			retry = time.After(backoff)
-			backoff = min(backoff*2, 2*time.Second)
-			continue
+		return 0 // the next StateHasSession event wakes us
+	}
+	if !l.authed {
+		if err := conn.AddAuth("digest", []byte(d.cfg.Digest)); err != nil {
+			l.log.Warn("zookeeper digest auth failed; retrying", "err", err)
+			return l.nextBackoff()
 		}
-		backoff, saslRequired = 100*time.Millisecond, false
-		cands, skipped, problems := d.candidates(dirs)
-		d.set(func(s *Status) { s.Skipped, s.Problems, s.Err = skipped, problems, "" })
-		changed := !sent || !reflect.DeepEqual(cands, last)
-		if changed {
-			log.Info("hiveserver2 registrations", "source", strings.Join(source, ", "), "count", len(cands), "skipped", skipped)
-			for _, p := range problems {
-				log.Warn("skipped registration", "problem", p)
-			}
+		l.authed = true
+	}
+	full, lost, dirty := ws.take()
+	if sid := conn.SessionID(); sid != l.lastSess {
+		if l.lastSess != 0 {
+			l.log.Info("zookeeper session re-established; resyncing", "session", fmt.Sprintf("%#x", sid))
 		}
-		if changed || full {
-			last, sent = cands, true
-			update(cloneCandidates(cands))
+		l.lastSess, full, lost = sid, true, true
+		d.sessions.Add(1)
+	}
+	if err := d.sync(conn, l.dirs, full, lost, dirty); err != nil {
+		ws.putBack(full, lost, dirty)
+		l.syncFailed(err)
+		return l.nextBackoff()
+	}
+	l.backoff, l.saslRequired = zkMinBackoff, false
+	l.send(full)
+	return 0
+}
+
+// nextBackoff is the delay before the next attempt, doubling up to a cap.
+func (l *zkLoop) nextBackoff() time.Duration {
+	b := l.backoff
+	l.backoff = min(l.backoff*2, zkMaxBackoff)
+	return b
+}
+
+// syncFailed puts a failed read in the status (and the log, once, when the
+// ensemble demands SASL).
+func (l *zkLoop) syncFailed(err error) {
+	if zkRequiresSASL(err) {
+		if !l.saslRequired {
+			l.log.Error(errZKSASL.Error(), "servers", strings.Join(l.servers, ","))
 		}
+		l.saslRequired = true
+		err = errZKSASL
+	}
+	l.d.set(func(s *Status) { s.Err = "reading ZooKeeper: " + err.Error() })
+	l.log.Debug("zookeeper sync failed; will retry", "err", err)
+}
+
+// send hands the candidates to update when they changed, or after a full
+// resync.
+func (l *zkLoop) send(full bool) {
+	cands, skipped, problems := l.d.candidates(l.dirs)
+	l.d.set(func(s *Status) { s.Skipped, s.Problems, s.Err = skipped, problems, "" })
+	changed := !l.sent || !reflect.DeepEqual(cands, l.last)
+	if changed {
+		l.log.Info("hiveserver2 registrations", "source", strings.Join(l.source, ", "), "count", len(cands), "skipped", skipped)
+		for _, p := range problems {
+			l.log.Warn("skipped registration", "problem", p)
+		}
+	}
+	if changed || full {
+		l.last, l.sent = cands, true
+		l.update(cloneCandidates(cands))
 	}
 }
 

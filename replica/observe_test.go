@@ -100,14 +100,20 @@ func startReplicaWith(t testing.TB, servers []string, exp sdktrace.SpanExporter,
 	}
 	ready := opts.Ready.(*readyWriter)
 	ctx, cancel := context.WithCancel(context.Background())
+	rep, err := replica.New(ctx, cfg, opts)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
-	go func() { done <- replica.Run(ctx, cfg, opts) }()
+	go func() { done <- rep.Serve(ctx) }()
 	var once sync.Once
 	var runErr error
 	stop := func() error {
 		once.Do(func() {
 			cancel()
 			runErr = <-done
+			rep.Shutdown()
 		})
 		return runErr
 	}

@@ -82,80 +82,183 @@ func peerCredentials(sec config.Security) (credentials.TransportCredentials, err
 	return credentials.NewTLS(tc), nil
 }
 
-// Run serves until ctx ends, then shuts down in order: leadership is given
-// up at once (another replica takes over in milliseconds), health turns
-// NOT_SERVING, running streams get cfg.ShutdownGrace to finish before they
-// are cancelled, and HS2 sessions are closed.
+// Replica is one assembled hiveqd process. New builds it and binds its
+// ports, Serve runs it, Shutdown stops it in order:
+//
+//	r, err := replica.New(ctx, cfg, opts)
+//	if err != nil { ... }
+//	err = r.Serve(ctx) // until ctx ends or a server fails
+//	r.Shutdown()
+type Replica struct {
+	cfg       config.Config
+	opts      Options
+	log       *slog.Logger
+	engineLog *slog.Logger // the engine adds the replica to its query logs itself
+	addr      string       // where the gRPC port listens
+	advertise string       // where peers reach it
+
+	tr         *tracing.Tracing
+	mets       *metrics.Metrics
+	lis, mlis  net.Listener
+	table      *routing.Table
+	obs        *traffic.Observer
+	history    *console.History
+	coord      cluster.Coordinator
+	engine     *query.Engine
+	gs         *grpc.Server
+	health     *service.Health
+	fsql       *flightSQLFront
+	admin      *adminServer
+	metricsSrv *http.Server
+	// stopping tells the cluster service that the replica shuts down.
+	stopping chan struct{}
+	// release undoes New, last step first.
+	release []func()
+
+	mu        sync.Mutex
+	served    bool
+	closing   chan struct{} // closed when Shutdown starts
+	stopCoord context.CancelFunc
+	wg        sync.WaitGroup // the serving goroutines
+	errc      chan error     // their failures
+	shutOnce  sync.Once
+}
+
+// ErrShutdown is returned by Serve once Shutdown has started.
+var ErrShutdown = errors.New("replica: shut down")
+
+// Run serves until ctx ends, then shuts down in order (see Shutdown). It is
+// New, Serve and Shutdown in one call.
 func Run(ctx context.Context, cfg config.Config, opts Options) error {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	tr, err := tracing.New(ctx, tracing.Options{Config: cfg.Tracing, ReplicaID: cfg.ReplicaID, Cluster: cfg.Cluster, Exporter: opts.SpanExporter})
+	r, err := New(ctx, cfg, opts)
 	if err != nil {
 		return err
 	}
-	defer shutdownTracing(tr, log)
+	defer r.Shutdown()
+	return r.Serve(ctx)
+}
+
+// New assembles a replica from cfg and binds its ports; nothing serves
+// until Serve. ctx bounds only the setup. On error everything New made is
+// released.
+func New(ctx context.Context, cfg config.Config, opts Options) (*Replica, error) {
+	r := &Replica{cfg: cfg, opts: opts, stopping: make(chan struct{}), closing: make(chan struct{}),
+		errc: make(chan error, 5)}
+	for _, step := range []func(context.Context) error{
+		r.setupTelemetry, r.listen, r.buildEngine, r.buildServers,
+	} {
+		if err := step(ctx); err != nil {
+			if r.engine != nil {
+				_ = r.engine.Close(context.Background()) // nothing runs on it yet
+			}
+			r.undo()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// Addr is where the gRPC port listens.
+func (r *Replica) Addr() string { return r.addr }
+
+// onRelease adds a step to undo at Shutdown (or when New fails).
+func (r *Replica) onRelease(f func()) { r.release = append(r.release, f) }
+
+func (r *Replica) undo() {
+	for i := len(r.release) - 1; i >= 0; i-- {
+		r.release[i]()
+	}
+	r.release = nil
+}
+
+// setupTelemetry starts tracing and the logger that goes with it.
+func (r *Replica) setupTelemetry(ctx context.Context) error {
+	log := r.opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg := r.cfg
+	tr, err := tracing.New(ctx, tracing.Options{Config: cfg.Tracing, ReplicaID: cfg.ReplicaID, Cluster: cfg.Cluster, Exporter: r.opts.SpanExporter})
+	if err != nil {
+		return err
+	}
+	r.tr = tr
+	r.onRelease(func() { shutdownTracing(tr, log) })
 	if tr != nil {
 		log = slog.New(tracing.LogHandler(log.Handler()))
 	}
-	engineLog := log // the engine adds the replica to its query logs itself
-	log = log.With("replica", cfg.ReplicaID)
+	r.engineLog = log
+	r.log = log.With("replica", cfg.ReplicaID)
+	return nil
+}
 
-	lis := opts.Listener
+// listen binds the gRPC port and /metrics.
+func (r *Replica) listen(context.Context) error {
+	cfg := r.cfg
+	lis := r.opts.Listener
 	if lis == nil {
 		var err error
 		if lis, err = net.Listen("tcp", cfg.Listen); err != nil {
 			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 		}
 	}
-	defer lis.Close()
-	mlis, err := metricsListener(cfg, opts)
+	r.lis = lis
+	r.onRelease(func() { lis.Close() })
+	mlis, err := metricsListener(cfg, r.opts)
 	if err != nil {
 		return err
 	}
-	var mets *metrics.Metrics
 	if mlis != nil {
-		defer mlis.Close()
-		mets = metrics.New(metrics.Config{Connectors: connectorNames(cfg), QueryLimit: cfg.Limits.MaxConcurrentQueries})
+		r.mlis = mlis
+		r.onRelease(func() { mlis.Close() })
+		r.mets = metrics.New(metrics.Config{Connectors: connectorNames(cfg), QueryLimit: cfg.Limits.MaxConcurrentQueries})
 	}
-	addr := lis.Addr().String()
-	advertise := cfg.AdvertiseAddr
-	if advertise == "" || strings.HasSuffix(advertise, ":0") {
-		advertise = addr
+	r.addr = lis.Addr().String()
+	r.advertise = cfg.AdvertiseAddr
+	if r.advertise == "" || strings.HasSuffix(r.advertise, ":0") {
+		r.advertise = r.addr
 	}
+	return nil
+}
 
-	table := routing.NewTable()
+// buildEngine makes the routing table, the connectors' selectors, the
+// coordinator and the query engine.
+func (r *Replica) buildEngine(context.Context) error {
+	cfg, log := r.cfg, r.log
+	r.table = routing.NewTable()
 	// Passive HS2 health: the engine's calls tell the selector whether a
 	// server whose probes time out still answers (saturated) or not (hung).
-	obs := traffic.New(nil)
-	connectors, engineConnectors, err := buildConnectors(cfg, obs, log)
+	r.obs = traffic.New(nil)
+	connectors, engineConnectors, err := buildConnectors(cfg, r.obs, log)
 	if err != nil {
 		return err
 	}
-	observeHS2(engineConnectors, mets, tr, obs)
-	if mets != nil {
-		table.OnSwitch(mets.OnSwitch)
+	observeHS2(engineConnectors, r.mets, r.tr, r.obs)
+	if r.mets != nil {
+		r.table.OnSwitch(r.mets.OnSwitch)
 	}
-	history := console.NewHistory(1024, time.Hour, nil)
-	table.OnSwitch(history.Record)
-	coord, err := buildCoordinator(cfg, table, connectors, advertise, obs, log)
-	if err != nil {
+	r.history = console.NewHistory(1024, time.Hour, nil)
+	r.table.OnSwitch(r.history.Record)
+	if r.coord, err = buildCoordinator(cfg, r.table, connectors, r.advertise, r.obs, log); err != nil {
 		return err
 	}
-	engine, err := query.New(query.Config{
+	r.engine, err = query.New(query.Config{
 		ReplicaID:        cfg.ReplicaID,
-		Routes:           table,
+		Routes:           r.table,
 		DefaultConnector: cfg.DefaultConnector,
 		Connectors:       engineConnectors,
-		Reporter:         coord,
+		Reporter:         r.coord,
 		Limits:           engineLimits(cfg.Limits),
-		Observe:          query.Observers(mets.QueryObserver(), tr.QueryObserver()),
-		Logger:           engineLog,
+		Observe:          query.Observers(r.mets.QueryObserver(), r.tr.QueryObserver()),
+		Logger:           r.engineLog,
 	})
-	if err != nil {
-		return err
-	}
+	return err
+}
+
+// buildServers makes the gRPC server with its services, the Flight SQL
+// port and the web console.
+func (r *Replica) buildServers(context.Context) error {
+	cfg, log := r.cfg, r.log
 	sec := cfg.Security
 	auth, serverTLS, err := (&authn.Flags{
 		TokenFile: sec.AuthTokenFile, Admins: strings.Join(sec.AuthAdmins, ","), ServicePrincipal: sec.ServicePrincipal,
@@ -164,8 +267,6 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("security: %w", err)
 	}
-	// Everything that can fail on configuration comes before NewHealth,
-	// whose watcher only Close stops.
 	peerCreds, err := peerCredentials(sec)
 	if err != nil {
 		return err
@@ -175,7 +276,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		return p.Name
 	}
 	svc, err := service.New(service.Config{
-		Engine: engine, Logger: log, UserFromContext: userOf,
+		Engine: r.engine, Logger: log, UserFromContext: userOf,
 		AdminFromContext: func(ctx context.Context) bool {
 			p, _ := authn.FromContext(ctx)
 			return p.Admin
@@ -185,7 +286,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		return err
 	}
 	// Metrics and tracing first: they see every call, refused ones too.
-	baseOpts := append(mets.ServerOptions(), tr.ServerOptions()...)
+	baseOpts := append(r.mets.ServerOptions(), r.tr.ServerOptions()...)
 	baseOpts = append(baseOpts, ServerOptions(log)...)
 	var tlsOpts []grpc.ServerOption
 	if serverTLS != nil {
@@ -194,126 +295,187 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	serverOpts := append(append([]grpc.ServerOption{}, baseOpts...), queryServiceOptions()...)
 	serverOpts = append(serverOpts, auth.ServerOptions()...)
 	serverOpts = append(serverOpts, tlsOpts...)
-	serverOpts = append(serverOpts, opts.ServerOptions...)
-	gs := grpc.NewServer(serverOpts...)
-	svc.Register(gs)
-	health := service.NewHealth(service.HealthConfig{Routes: table, DefaultConnector: cfg.DefaultConnector,
+	serverOpts = append(serverOpts, r.opts.ServerOptions...)
+	r.gs = grpc.NewServer(serverOpts...)
+	svc.Register(r.gs)
+	r.health = service.NewHealth(service.HealthConfig{Routes: r.table, DefaultConnector: cfg.DefaultConnector,
 		Services: []string{service.QueryServiceName}})
-	defer health.Close()
-	health.Register(gs)
-	reflection.Register(gs)
+	r.onRelease(r.health.Close)
+	r.health.Register(r.gs)
+	reflection.Register(r.gs)
 	fsqlOpts := append(append([]grpc.ServerOption{}, baseOpts...), flightsql.ServerOptions(auth)...)
-	fsql, err := newFlightSQL(cfg, opts, engine, userOf, append(fsqlOpts, tlsOpts...), health, log)
-	if err != nil {
+	if r.fsql, err = newFlightSQL(cfg, r.opts, r.engine, userOf, append(fsqlOpts, tlsOpts...), r.health, log); err != nil {
 		return err
 	}
-	stopping := make(chan struct{})
+	if r.fsql != nil {
+		r.onRelease(func() { r.fsql.lis.Close() })
+	}
 	clusterSvc := service.NewCluster(service.ClusterConfig{
-		Stopping:    stopping,
-		Coordinator: coord,
+		Stopping:    r.stopping,
+		Coordinator: r.coord,
 		ReplicaID:   cfg.ReplicaID,
 		DialLeader: func(ctx context.Context, addr string) (*grpc.ClientConn, error) {
-			return grpc.NewClient(addr, append(tr.DialOptions(), grpc.WithTransportCredentials(peerCreds))...)
+			return grpc.NewClient(addr, append(r.tr.DialOptions(), grpc.WithTransportCredentials(peerCreds))...)
 		},
 	})
-	clusterSvc.Register(gs)
-	admin, err := newAdminServer(cfg, opts, consoleDeps{coord: coord, engine: engine, history: history, auth: auth,
+	clusterSvc.Register(r.gs)
+	r.admin, err = newAdminServer(cfg, r.opts, consoleDeps{coord: r.coord, engine: r.engine, history: r.history, auth: auth,
 		tls: serverTLS, cluster: clusterSvc, log: log})
 	if err != nil {
 		return err
 	}
-	defer admin.close()
-	mets.InitializeServer(gs)
-	mets.Watch(metrics.Sources{Engine: engine, Coordinator: coord})
+	if r.admin != nil {
+		r.onRelease(func() { r.admin.lis.Close(); r.admin.close() })
+	}
+	r.mets.InitializeServer(r.gs)
+	r.mets.Watch(metrics.Sources{Engine: r.engine, Coordinator: r.coord})
+	return nil
+}
 
+// Serve runs the coordinator and every port until ctx ends (nil), a server
+// fails (its error) or Shutdown starts (nil). It may be called once; call
+// Shutdown after it returns.
+func (r *Replica) Serve(ctx context.Context) error {
+	r.mu.Lock()
+	select {
+	case <-r.closing:
+		r.mu.Unlock()
+		return ErrShutdown
+	default:
+	}
+	if r.served {
+		r.mu.Unlock()
+		return errors.New("replica: Serve called twice")
+	}
+	r.served = true
+	// Coordination outlives ctx: Shutdown resigns it first, in order.
 	coordCtx, stopCoord := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopCoord()
-	var wg sync.WaitGroup
-	errc := make(chan error, 5)
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		if err := coord.Run(coordCtx); err != nil {
-			errc <- fmt.Errorf("coordination: %w", err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		if err := gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			errc <- fmt.Errorf("grpc: %w", err)
-		}
-	}()
-	if fsql != nil {
-		mets.InitializeServer(fsql.gs)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fsql.serve(); err != nil {
-				errc <- err
-			}
-		}()
-	}
-	if admin != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := admin.serve(); err != nil {
-				errc <- err
-			}
-		}()
-	}
-	var metricsSrv *http.Server
-	if mlis != nil {
-		metricsSrv = &http.Server{Handler: metricsMux(mets), ReadHeaderTimeout: 10 * time.Second}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := metricsSrv.Serve(mlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("metrics: %w", err)
-			}
-		}()
-		log.Info("metrics serving", "addr", mlis.Addr().String(), "path", "/metrics")
-	}
-	log.Info("hiveqd serving", "addr", addr, "coordination", cfg.Coordination, "cluster", cfg.Cluster,
-		"connectors", len(cfg.Connectors), "default_connector", cfg.DefaultConnector)
-	if opts.Ready != nil {
-		fmt.Fprintf(opts.Ready, "hiveqd listening on %s\n", addr)
-		if fsql != nil {
-			fmt.Fprintf(opts.Ready, "hiveqd flightsql listening on %s\n", fsql.lis.Addr())
-		}
-	}
-
-	var runErr error
+	r.stopCoord = stopCoord
+	r.start(coordCtx)
+	r.mu.Unlock()
+	r.announce()
 	select {
 	case <-ctx.Done():
-	case runErr = <-errc:
+		return nil
+	case <-r.closing:
+		return nil
+	case err := <-r.errc:
+		return err
 	}
-	log.Info("hiveqd shutting down", "grace", cfg.ShutdownGrace, "running", engine.Running())
-	stopCoord() // resign first: the next leader need not wait for our streams
-	health.SetServing(false)
-	close(stopping)
-	graceCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
-	if err := engine.Close(graceCtx); err != nil {
-		log.Warn("streams cancelled at the end of the grace period", "err", err)
+}
+
+// start runs the coordinator and the servers, each in a goroutine that
+// Shutdown waits for.
+func (r *Replica) start(coordCtx context.Context) {
+	r.goServe(func() error {
+		if err := r.coord.Run(coordCtx); err != nil {
+			return fmt.Errorf("coordination: %w", err)
+		}
+		return nil
+	})
+	r.goServe(func() error {
+		if err := r.gs.Serve(r.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("grpc: %w", err)
+		}
+		return nil
+	})
+	if r.fsql != nil {
+		r.mets.InitializeServer(r.fsql.gs)
+		r.goServe(r.fsql.serve)
 	}
-	cancel()
-	if fsql != nil {
-		fsql.stop()
+	if r.admin != nil {
+		r.goServe(r.admin.serve)
+	}
+	if r.mlis != nil {
+		r.metricsSrv = &http.Server{Handler: metricsMux(r.mets), ReadHeaderTimeout: 10 * time.Second}
+		r.goServe(func() error {
+			if err := r.metricsSrv.Serve(r.mlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("metrics: %w", err)
+			}
+			return nil
+		})
+		r.log.Info("metrics serving", "addr", r.mlis.Addr().String(), "path", "/metrics")
+	}
+}
+
+func (r *Replica) goServe(f func() error) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		if err := f(); err != nil {
+			select {
+			case r.errc <- err:
+			default: // one failure is enough to stop
+			}
+		}
+	}()
+}
+
+// announce logs that the replica serves and tells opts.Ready.
+func (r *Replica) announce() {
+	cfg := r.cfg
+	r.log.Info("hiveqd serving", "addr", r.addr, "coordination", cfg.Coordination, "cluster", cfg.Cluster,
+		"connectors", len(cfg.Connectors), "default_connector", cfg.DefaultConnector)
+	if r.opts.Ready != nil {
+		fmt.Fprintf(r.opts.Ready, "hiveqd listening on %s\n", r.addr)
+		if r.fsql != nil {
+			fmt.Fprintf(r.opts.Ready, "hiveqd flightsql listening on %s\n", r.fsql.lis.Addr())
+		}
+	}
+}
+
+// Shutdown stops the replica in order: leadership is given up at once
+// (another replica takes over in milliseconds), health turns NOT_SERVING,
+// running streams get cfg.ShutdownGrace to finish before they are
+// cancelled, the servers stop and HS2 sessions are closed. It returns once
+// every goroutine of the replica has ended; later calls do nothing. It
+// also releases a replica that never served.
+func (r *Replica) Shutdown() {
+	r.shutOnce.Do(func() {
+		r.mu.Lock()
+		close(r.closing)
+		stopCoord := r.stopCoord
+		r.mu.Unlock()
+		r.log.Info("hiveqd shutting down", "grace", r.cfg.ShutdownGrace, "running", r.engine.Running())
+		if stopCoord != nil {
+			stopCoord() // resign first: the next leader need not wait for our streams
+		}
+		r.health.SetServing(false)
+		close(r.stopping)
+		r.drainStreams()
+		r.stopServers()
+		r.wg.Wait()
+		r.undo()
+		r.log.Info("hiveqd stopped")
+	})
+}
+
+// drainStreams gives running streams the grace period, then cancels them.
+func (r *Replica) drainStreams() {
+	graceCtx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownGrace)
+	defer cancel()
+	if err := r.engine.Close(graceCtx); err != nil {
+		r.log.Warn("streams cancelled at the end of the grace period", "err", err)
+	}
+}
+
+// stopServers stops the ports: gRPC gracefully (5 s at most), the console
+// at once, /metrics last so that the shutdown itself can be watched.
+func (r *Replica) stopServers() {
+	if r.fsql != nil {
+		r.fsql.stop()
 	}
 	stopped := make(chan struct{})
-	go func() { gs.GracefulStop(); close(stopped) }()
+	go func() { r.gs.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-time.After(5 * time.Second):
-		gs.Stop()
+		r.gs.Stop()
 		<-stopped
 	}
-	health.Close()
-	admin.close()
-	stopMetrics(metricsSrv, log)
-	wg.Wait()
-	log.Info("hiveqd stopped")
-	return runErr
+	r.health.Close()
+	r.admin.close()
+	stopMetrics(r.metricsSrv, r.log)
 }
 
 // hs2Options are hiveqd's own credentials and client settings for one

@@ -20,7 +20,7 @@ import (
 
 const token = "example-token-0123456789"
 
-// TestExample runs the example against a whole hiveqd process (replica.Run
+// TestExample runs the example against a whole hiveqd process (replica.New
 // with its Flight SQL port, tokens and /metrics) on the simulator.
 func TestExample(t *testing.T) {
 	sim, err := hs2sim.Start(context.Background(), hs2sim.Config{Listen: "127.0.0.1:0"})
@@ -51,13 +51,18 @@ func TestExample(t *testing.T) {
 	}
 	flis, mlis := listen(), listen()
 	ctx, cancel := context.WithCancel(context.Background())
+	rep, err := replica.New(ctx, cfg, replica.Options{Listener: listen(), FlightSQLListener: flis, MetricsListener: mlis, Version: "example"})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
-	go func() {
-		done <- replica.Run(ctx, cfg, replica.Options{Listener: listen(), FlightSQLListener: flis, MetricsListener: mlis, Version: "example"})
-	}()
+	go func() { done <- rep.Serve(ctx) }()
 	defer func() {
 		cancel()
-		if err := <-done; err != nil {
+		err := <-done
+		rep.Shutdown()
+		if err != nil {
 			t.Errorf("replica: %v", err)
 		}
 	}()

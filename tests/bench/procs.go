@@ -307,7 +307,7 @@ func (m *cpuMeter) stop() []float64 {
 const envProfiledHiveqd = "BENCH_PROFILED_HIVEQD"
 
 // profiledHiveqd is `hiveqd serve` (cmd/hiveqd's serve: the same flags,
-// config and replica.Run) wrapped in a CPU profile.
+// config and replica.New, Serve and Shutdown) wrapped in a CPU profile.
 func profiledHiveqd(prefix string, args []string) int {
 	if len(args) == 0 || args[0] != "serve" {
 		fmt.Fprintln(os.Stderr, "profiled hiveqd: only serve")
@@ -343,7 +343,11 @@ func profiledHiveqd(prefix string, args []string) int {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-	err = replica.Run(ctx, cfg, replica.Options{Logger: log, Ready: os.Stdout})
+	rep, err := replica.New(ctx, cfg, replica.Options{Logger: log, Ready: os.Stdout})
+	if err == nil {
+		err = rep.Serve(ctx)
+		rep.Shutdown()
+	}
 	pprof.StopCPUProfile()
 	if h, herr := os.Create(prefix + ".heap.pprof"); herr == nil {
 		_ = pprof.Lookup("allocs").WriteTo(h, 0)

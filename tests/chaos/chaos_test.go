@@ -33,3 +33,12 @@ func TestChaos(t *testing.T) {
 	}
 	runAndCheck(t, opts)
 }
+
+// TestChaosEtcd runs the etcd faults of issue 12 once each, in order, under
+// load: compaction, a deleted route key, a restore from the snapshot taken
+// at the start, and a follower cut off from etcd during a failover.
+func TestChaosEtcd(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	runAndCheck(t, Options{Seed: seed, Kinds: EtcdKinds, InOrder: true, Faults: len(EtcdKinds)})
+}

@@ -2,8 +2,8 @@
 // etcd` replicas, each reaching etcd and ZooKeeper through its own fault
 // proxy, three HS2 simulators registered in ZooKeeper, a concurrent Execute
 // workload on every replica, and a fault injector that crashes, hangs,
-// slows, drains and cuts things at random times chosen from a recorded
-// seed. After every fault it checks that the replicas converge; at the end
+// slows, drains and cuts things, and compacts, deletes from and restores
+// etcd (etcdfaults.go), at random times chosen from a recorded seed. After every fault it checks that the replicas converge; at the end
 // it checks every stream's outcome, epochs, leaks and process resources.
 //
 // Run is shared by the tests (smoke, short and long) and by the command

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -37,11 +38,44 @@ const (
 	EtcdRefuse    = "etcd-cut-refuse"    // a replica's etcd connections reset and refused
 	EtcdBlackhole = "etcd-cut-blackhole" // a replica's etcd packets vanish
 	ZKRefuse      = "zk-cut-refuse"
+	// The etcd faults of issue 12 (etcdfaults.go).
+	EtcdCompact     = "etcd-compact"      // etcd compacted to its current revision (defragmented half the time), then every replica's etcd link reset: watches resume past it
+	EtcdRouteDelete = "etcd-route-delete" // the published route key deleted behind the leader: it must publish it again
+	EtcdRestore     = "etcd-restore"      // etcd stopped and restored from a snapshot taken at the start of the run, on the same port
+	EtcdCutFollower = "etcd-cut-follower" // one follower's etcd link blackholed while the leader fails over by hand
 )
 
+// EtcdKinds are the etcd faults of issue 12.
+var EtcdKinds = []string{EtcdCompact, EtcdRouteDelete, EtcdRestore, EtcdCutFollower}
+
 // AllKinds are the faults a run draws from.
-var AllKinds = []string{HS2Crash, HS2Hang, HS2Slow, HS2Drain, HS2Drop, HS2Pause, HS2Saturate, HS2DrainLast,
-	FollowerKill, FollowerTerm, LeaderKill, LeaderTerm, EtcdKill, ZKKill, ZKExpiry, EtcdRefuse, EtcdBlackhole, ZKRefuse}
+var AllKinds = append([]string{HS2Crash, HS2Hang, HS2Slow, HS2Drain, HS2Drop, HS2Pause, HS2Saturate, HS2DrainLast,
+	FollowerKill, FollowerTerm, LeaderKill, LeaderTerm, EtcdKill, ZKKill, ZKExpiry, EtcdRefuse, EtcdBlackhole, ZKRefuse},
+	EtcdKinds...)
+
+// allowedBumps is how many epoch bumps a fault that is no HS2 incident may
+// cause.
+func allowedBumps(kind string) int {
+	switch kind {
+	case ZKKill:
+		// Documented: ZooKeeper down longer than the simulators'
+		// session timeout expires every registration, which drains
+		// the routed HS2: one failover, or "none" and back.
+		return 2
+	case EtcdRouteDelete, EtcdCutFollower:
+		return 1 // the republication; the manual failover
+	case EtcdRestore:
+		// A manual failover first when nothing moved since the snapshot,
+		// the republication above the replicas' epoch, and one more if
+		// leadership moves to the election key the snapshot held.
+		return 3
+	}
+	return 0
+}
+
+// touchesRouteKey reports whether a fault rewrites etcd's keys behind the
+// leader: afterwards the replicas must converge on what etcd holds.
+func touchesRouteKey(kind string) bool { return kind == EtcdRouteDelete || kind == EtcdRestore }
 
 // hs2Incident reports whether a fault kind is an HS2 incident (may cause
 // one failover).
@@ -135,6 +169,7 @@ type runner struct {
 	note string // said about the last fault
 	// windows are the faults' spans, for the stream invariants.
 	windows []window
+	etcd    *etcdState
 }
 
 // span records a fault window that ends now.
@@ -162,14 +197,9 @@ func (r *runner) violate(inv, format string, args ...any) {
 // invariants. The error is for setup failures; broken invariants are in
 // the report.
 func Run(ctx context.Context, opts Options) (*Report, error) {
-	if opts.Kinds == nil {
-		opts.Kinds = AllKinds
-	}
-	if opts.Hold == 0 {
-		opts.Hold = 4 * time.Second
-	}
-	if opts.PerReplica == 0 {
-		opts.PerReplica = 2
+	opts, err := withDefaults(opts)
+	if err != nil {
+		return nil, err
 	}
 	start := time.Now()
 	rep := &Report{Seed: opts.Seed, Faults: map[string]int{}, ByCode: map[string]int{}, ByKind: map[string]int{},
@@ -188,6 +218,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	rep.FirstEpoch = route0.Epoch
 	r.logf("fleet up: leader %s, route %s epoch %d", leader0, route0.Server, route0.Epoch)
+	if err := r.startEtcdState(ctx); err != nil {
+		return nil, err
+	}
+	defer r.closeEtcdState()
 
 	watchers := make([]*watcher, len(e.replicas))
 	for i := range e.replicas {
@@ -197,108 +231,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	lctx, stopLoad := context.WithCancel(ctx)
 	wg := wl.run(lctx, opts.PerReplica)
 
-	deadline := time.Now().Add(opts.Duration)
-	var maxConv time.Duration
-	leader := leader0
-	lastRoute := route0
-	prevKind, prevBumps, prevAllowed := "start", 0, 0
-	for n := 0; ctx.Err() == nil; n++ {
-		if opts.Faults > 0 && n >= opts.Faults || opts.Faults == 0 && time.Now().After(deadline) {
-			break
-		}
-		// Random quiet time before the fault: load runs undisturbed.
-		if !r.sleep(ctx, time.Duration(500+r.rng.IntN(2500))*time.Millisecond) {
-			break
-		}
-		kind := opts.Kinds[r.rng.IntN(len(opts.Kinds))]
-		if opts.InOrder {
-			kind = opts.Kinds[n%len(opts.Kinds)]
-		}
-		r.sample(ctx)
-		// Every fault starts from a full set of registrations: an earlier
-		// ZooKeeper fault may have expired the simulators' sessions, they
-		// register again only after a while, and a registration that
-		// vanishes later is a drain that would be blamed on this fault.
-		registered, err := e.allRegistered(ctx, 60*time.Second)
-		if err != nil {
-			r.logf("before %s: %v", kind, err)
-		}
-		// Effects that came after the previous fault had converged (a
-		// ZooKeeper restart expires the registrations seconds later)
-		// belong to the previous fault.
-		if pre, _, err := e.agreed(ctx, 60*time.Second); err == nil && pre.Epoch != lastRoute.Epoch {
-			late := int(pre.Epoch) - int(lastRoute.Epoch)
-			line := fmt.Sprintf("         (late effect of %s: epoch %d -> %d, route %s)", prevKind, lastRoute.Epoch, pre.Epoch, pre.Server)
-			rep.FaultLog = append(rep.FaultLog, line)
-			r.logf("%s", line)
-			if late < 0 {
-				r.violate("epoch-monotonic", "agreed epoch went from %d to %d", lastRoute.Epoch, pre.Epoch)
-			} else {
-				rep.EpochBumps += late
-				if prevBumps += late; prevBumps > prevAllowed {
-					r.violate("failovers-per-incident", "%s: %d epoch bumps in all, at most %d allowed", prevKind, prevBumps, prevAllowed)
-				}
-			}
-			lastRoute = pre
-		}
-		t0 := time.Now()
-		if err := r.inject(ctx, kind, leader); err != nil {
-			r.violate("fault-recovery", "%s: %v", kind, err)
-		}
-		rep.Faults[kind]++
-		if hs2Incident(kind) {
-			rep.HS2Incidents++
-		}
-		route, l, err := e.agreed(ctx, 60*time.Second)
-		conv := time.Since(t0)
-		if err != nil {
-			r.violate("convergence", "after %s: replicas did not agree on one (server, epoch) within 60s: %v", kind, err)
-			continue
-		}
-		maxConv = max(maxConv, conv)
-		bumps := int(route.Epoch - lastRoute.Epoch)
-		if route.Epoch < lastRoute.Epoch {
-			r.violate("epoch-monotonic", "agreed epoch went from %d to %d after %s", lastRoute.Epoch, route.Epoch, kind)
-			bumps = 0
-		}
-		rep.EpochBumps += bumps
-		if l != leader {
-			rep.LeaderChanges++
-		}
-		line := fmt.Sprintf("%6.1fs %-20s -> leader %s route %s epoch %d (+%d) converged in %v %s",
-			t0.Sub(start).Seconds(), kind, l, route.Server, route.Epoch, bumps, conv.Round(time.Millisecond), r.note)
-		r.note = ""
-		rep.FaultLog = append(rep.FaultLog, line)
-		r.logf("%s", line)
-		// One failover per HS2 incident at most; a fault that is no HS2
-		// incident must not move the route.
-		allowed := 0
-		if kind == ZKKill {
-			// Documented: ZooKeeper down longer than the simulators'
-			// session timeout expires every registration, which drains
-			// the routed HS2: one failover, or "none" and back.
-			allowed = 2
-		}
-		if hs2Incident(kind) {
-			allowed = 1
-			if registered < 2 || kind == HS2Saturate || kind == HS2DrainLast {
-				// Saturated alone: it stays, or (if its traffic paused)
-				// "none" and back. The last one drained: "none" and back.
-				// Documented: the only registered HS2 failed, so the
-				// route goes to "none" and back once it returns.
-				allowed = 2
-			}
-		}
-		if bumps > allowed {
-			r.violate("failovers-per-incident", "%s: %d epoch bumps (%d -> %d), at most %d allowed", kind, bumps, lastRoute.Epoch, route.Epoch, allowed)
-		}
-		prevKind, prevBumps, prevAllowed = kind, bumps, allowed
-		leader, lastRoute = l, route
-	}
+	sch := &schedule{r: r, start: start, leader: leader0, lastRoute: route0, prevKind: "start"}
+	sch.run(ctx)
 	stopLoad()
 	wg.Wait()
-	rep.LastEpoch = lastRoute.Epoch
-	rep.MaxConverge = maxConv.Round(time.Millisecond).String()
+	rep.LastEpoch = sch.lastRoute.Epoch
+	rep.MaxConverge = sch.maxConv.Round(time.Millisecond).String()
 
 	for _, w := range watchers {
 		w.stop()
@@ -316,6 +254,146 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	return rep, nil
 }
 
+// withDefaults fills in the options' defaults and checks the kinds.
+func withDefaults(opts Options) (Options, error) {
+	if opts.Kinds == nil {
+		opts.Kinds = AllKinds
+	}
+	for _, k := range opts.Kinds {
+		if !slices.Contains(AllKinds, k) {
+			return opts, fmt.Errorf("unknown fault kind %q (known: %s)", k, strings.Join(AllKinds, ","))
+		}
+	}
+	if opts.Hold == 0 {
+		opts.Hold = 4 * time.Second
+	}
+	if opts.PerReplica == 0 {
+		opts.PerReplica = 2
+	}
+	return opts, nil
+}
+
+// schedule injects the faults one after another and checks, after each,
+// that the fleet converged with no more epoch bumps than the fault allows.
+type schedule struct {
+	r         *runner
+	start     time.Time
+	leader    string
+	lastRoute harness.Route
+	maxConv   time.Duration
+	// The previous fault and its bumps: effects that come after it had
+	// converged are counted against it.
+	prevKind               string
+	prevBumps, prevAllowed int
+}
+
+func (sch *schedule) run(ctx context.Context) {
+	r, opts := sch.r, sch.r.opts
+	deadline := time.Now().Add(opts.Duration)
+	for n := 0; ctx.Err() == nil; n++ {
+		if opts.Faults > 0 && n >= opts.Faults || opts.Faults == 0 && time.Now().After(deadline) {
+			break
+		}
+		// Random quiet time before the fault: load runs undisturbed.
+		if !r.sleep(ctx, time.Duration(500+r.rng.IntN(2500))*time.Millisecond) {
+			break
+		}
+		kind := opts.Kinds[r.rng.IntN(len(opts.Kinds))]
+		if opts.InOrder {
+			kind = opts.Kinds[n%len(opts.Kinds)]
+		}
+		r.sample(ctx)
+		// Every fault starts from a full set of registrations: an earlier
+		// ZooKeeper fault may have expired the simulators' sessions, they
+		// register again only after a while, and a registration that
+		// vanishes later is a drain that would be blamed on this fault.
+		registered, err := r.e.allRegistered(ctx, 60*time.Second)
+		if err != nil {
+			r.logf("before %s: %v", kind, err)
+		}
+		sch.lateEffects(ctx)
+		sch.fault(ctx, kind, registered)
+	}
+}
+
+// lateEffects counts against the previous fault what came after it had
+// converged (a ZooKeeper restart expires the registrations seconds later).
+func (sch *schedule) lateEffects(ctx context.Context) {
+	r, rep := sch.r, sch.r.rep
+	pre, _, err := r.e.agreed(ctx, 60*time.Second)
+	if err != nil || pre.Epoch == sch.lastRoute.Epoch {
+		return
+	}
+	late := int(pre.Epoch) - int(sch.lastRoute.Epoch)
+	line := fmt.Sprintf("         (late effect of %s: epoch %d -> %d, route %s)", sch.prevKind, sch.lastRoute.Epoch, pre.Epoch, pre.Server)
+	rep.FaultLog = append(rep.FaultLog, line)
+	r.logf("%s", line)
+	if late < 0 {
+		r.violate("epoch-monotonic", "agreed epoch went from %d to %d", sch.lastRoute.Epoch, pre.Epoch)
+	} else {
+		rep.EpochBumps += late
+		if sch.prevBumps += late; sch.prevBumps > sch.prevAllowed {
+			r.violate("failovers-per-incident", "%s: %d epoch bumps in all, at most %d allowed", sch.prevKind, sch.prevBumps, sch.prevAllowed)
+		}
+	}
+	sch.lastRoute = pre
+}
+
+// fault injects one fault and checks the convergence after it.
+func (sch *schedule) fault(ctx context.Context, kind string, registered int) {
+	r, rep := sch.r, sch.r.rep
+	t0 := time.Now()
+	if err := r.inject(ctx, kind, sch.leader); err != nil {
+		r.violate("fault-recovery", "%s: %v", kind, err)
+	}
+	rep.Faults[kind]++
+	if hs2Incident(kind) {
+		rep.HS2Incidents++
+	}
+	route, l, err := r.e.agreed(ctx, 60*time.Second)
+	conv := time.Since(t0)
+	if err != nil {
+		r.violate("convergence", "after %s: replicas did not agree on one (server, epoch) within 60s: %v", kind, err)
+		return
+	}
+	sch.maxConv = max(sch.maxConv, conv)
+	bumps := int(route.Epoch - sch.lastRoute.Epoch)
+	if route.Epoch < sch.lastRoute.Epoch {
+		r.violate("epoch-monotonic", "agreed epoch went from %d to %d after %s", sch.lastRoute.Epoch, route.Epoch, kind)
+		bumps = 0
+	}
+	rep.EpochBumps += bumps
+	if l != sch.leader {
+		rep.LeaderChanges++
+	}
+	line := fmt.Sprintf("%6.1fs %-20s -> leader %s route %s epoch %d (+%d) converged in %v %s",
+		t0.Sub(sch.start).Seconds(), kind, l, route.Server, route.Epoch, bumps, conv.Round(time.Millisecond), r.note)
+	r.note = ""
+	rep.FaultLog = append(rep.FaultLog, line)
+	r.logf("%s", line)
+	// One failover per HS2 incident at most; a fault that is no HS2
+	// incident must not move the route.
+	allowed := allowedBumps(kind)
+	if hs2Incident(kind) {
+		allowed = 1
+		if registered < 2 || kind == HS2Saturate || kind == HS2DrainLast {
+			// Saturated alone: it stays, or (if its traffic paused)
+			// "none" and back. The last one drained: "none" and back.
+			// Documented: the only registered HS2 failed, so the
+			// route goes to "none" and back once it returns.
+			allowed = 2
+		}
+	}
+	if bumps > allowed {
+		r.violate("failovers-per-incident", "%s: %d epoch bumps (%d -> %d), at most %d allowed", kind, bumps, sch.lastRoute.Epoch, route.Epoch, allowed)
+	}
+	sch.prevKind, sch.prevBumps, sch.prevAllowed = kind, bumps, allowed
+	sch.leader, sch.lastRoute = l, route
+	if touchesRouteKey(kind) {
+		r.checkRouteInEtcd(ctx, kind)
+	}
+}
+
 func (r *runner) sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -329,46 +407,72 @@ func (r *runner) sleep(ctx context.Context, d time.Duration) bool {
 
 // inject runs one fault to its end: inject, hold, restore.
 func (r *runner) inject(ctx context.Context, kind, leader string) error {
-	e := r.e
 	hold := r.opts.Hold/2 + time.Duration(r.rng.Int64N(int64(r.opts.Hold)))
 	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	routed := func() (*harness.Sim, error) {
-		rt, _, err := e.agreed(fctx, 60*time.Second)
-		if err != nil {
-			return nil, err
-		}
-		s := e.fleet.SimByAddr(rt.Server)
-		if s == nil {
-			return nil, fmt.Errorf("route %s is no simulator", rt.Server)
-		}
-		return s, nil
+	switch kind {
+	case HS2Crash, HS2Pause, HS2Saturate, HS2DrainLast, HS2Hang, HS2Slow, HS2Drop, HS2Drain:
+		return r.injectHS2(ctx, fctx, kind, hold)
+	case FollowerKill, FollowerTerm, LeaderKill, LeaderTerm:
+		return r.injectReplica(ctx, fctx, kind, leader, hold)
+	case EtcdKill, ZKKill, ZKExpiry, ZKRefuse, EtcdRefuse, EtcdBlackhole:
+		return r.injectCoordination(ctx, fctx, kind, leader, hold)
+	case EtcdCompact:
+		return r.etcdCompact(fctx, hold)
+	case EtcdRouteDelete:
+		return r.routeDelete(fctx)
+	case EtcdRestore:
+		return r.etcdRestore(fctx, hold)
+	case EtcdCutFollower:
+		return r.cutFollower(fctx, hold)
 	}
-	pick := func(wantLeader bool) *harness.Hiveqd {
-		var cands []*harness.Hiveqd
-		for _, h := range e.fleet.Replicas {
-			if (h.Name == leader) == wantLeader {
-				cands = append(cands, h)
-			}
-		}
-		return cands[r.rng.IntN(len(cands))]
+	return fmt.Errorf("unknown fault %q", kind)
+}
+
+// routed is the simulator the replicas route to.
+func (r *runner) routed(ctx context.Context) (*harness.Sim, error) {
+	rt, _, err := r.e.agreed(ctx, 60*time.Second)
+	if err != nil {
+		return nil, err
 	}
-	proxyOf := func(id string) *replica {
-		for _, x := range e.replicas {
-			if x.id == id {
-				return x
-			}
-		}
-		return nil
+	s := r.e.fleet.SimByAddr(rt.Server)
+	if s == nil {
+		return nil, fmt.Errorf("route %s is no simulator", rt.Server)
 	}
+	return s, nil
+}
+
+// pick is a random replica that is (or is not) the leader.
+func (r *runner) pick(leader string, wantLeader bool) *harness.Hiveqd {
+	var cands []*harness.Hiveqd
+	for _, h := range r.e.fleet.Replicas {
+		if (h.Name == leader) == wantLeader {
+			cands = append(cands, h)
+		}
+	}
+	return cands[r.rng.IntN(len(cands))]
+}
+
+// proxyOf is replica id's pair of fault proxies.
+func (r *runner) proxyOf(id string) *replica {
+	for _, x := range r.e.replicas {
+		if x.id == id {
+			return x
+		}
+	}
+	return nil
+}
+
+// injectHS2 faults the routed HS2 (or the others, to leave it alone).
+func (r *runner) injectHS2(ctx, fctx context.Context, kind string, hold time.Duration) error {
 	from := time.Now()
+	s, err := r.routed(fctx)
+	if err != nil {
+		return err
+	}
+	defer func() { r.span(kind, s.Addr, "", from) }()
 	switch kind {
 	case HS2Crash:
-		s, err := routed()
-		if err != nil {
-			return err
-		}
-		defer func() { r.span(kind, s.Addr, "", from) }()
 		if err := s.Fault(fctx, "crash"); err != nil {
 			return err
 		}
@@ -376,11 +480,6 @@ func (r *runner) inject(ctx context.Context, kind, leader string) error {
 		s.Kill()
 		return s.Restart(fctx)
 	case HS2Pause:
-		s, err := routed()
-		if err != nil {
-			return err
-		}
-		defer func() { r.span(kind, s.Addr, "", from) }()
 		pause := time.Duration(2000+r.rng.IntN(6000)) * time.Millisecond
 		r.note = fmt.Sprintf("[paused %v]", pause)
 		if err := s.Fault(fctx, "pause", "for", pause.String()); err != nil {
@@ -389,87 +488,90 @@ func (r *runner) inject(ctx context.Context, kind, leader string) error {
 		r.sleep(ctx, pause+time.Second)
 		return nil
 	case HS2Saturate, HS2DrainLast:
-		s, err := routed()
-		if err != nil {
-			return err
-		}
-		defer func() { r.span(kind, s.Addr, "", from) }()
-		var others []*harness.Sim
-		for _, o := range e.fleet.Sims {
-			if o != s {
-				others = append(others, o)
-			}
-		}
-		for _, o := range others {
-			if err := o.Fault(fctx, "deregister"); err != nil {
-				return err
-			}
-		}
-		if kind == HS2Saturate {
-			// Longer than the fleet's 1s probe budget: probes time out,
-			// calls still complete.
-			err = s.Fault(fctx, "slow", "delay", fmt.Sprintf("%dms", 1200+r.rng.IntN(400)))
-		} else {
-			err = s.Fault(fctx, "deregister")
-		}
-		if err != nil {
-			return err
-		}
-		r.sleep(ctx, hold)
-		if kind == HS2Saturate {
-			err = s.Fault(fctx, "heal")
-		} else {
-			err = s.Fault(fctx, "register")
-		}
-		for _, o := range others {
-			err = errors.Join(err, o.Fault(fctx, "register"))
-		}
-		return err
-	case HS2Hang, HS2Slow, HS2Drop:
-		s, err := routed()
-		if err != nil {
-			return err
-		}
-		defer func() { r.span(kind, s.Addr, "", from) }()
-		switch kind {
-		case HS2Hang:
-			err = s.Fault(fctx, "hang")
-		case HS2Slow:
-			err = s.Fault(fctx, "slow", "delay", fmt.Sprintf("%dms", 50+r.rng.IntN(400)))
-		default:
-			err = s.Fault(fctx, "drop", "rows", fmt.Sprint(1000+r.rng.IntN(20000)))
-		}
-		if err != nil {
-			return err
-		}
-		r.sleep(ctx, hold)
-		return s.Fault(fctx, "heal")
+		return r.injectAlone(ctx, fctx, kind, s, hold)
 	case HS2Drain:
-		s, err := routed()
-		if err != nil {
-			return err
-		}
-		defer func() { r.span(kind, s.Addr, "", from) }()
 		if err := s.Fault(fctx, "deregister"); err != nil {
 			return err
 		}
 		r.sleep(ctx, hold)
 		return s.Fault(fctx, "register")
-	case FollowerKill, FollowerTerm, LeaderKill, LeaderTerm:
-		h := pick(kind == LeaderKill || kind == LeaderTerm)
-		defer func() { r.span(kind, "", h.Name, from) }()
-		if kind == FollowerKill || kind == LeaderKill {
-			h.Kill()
-		} else {
-			t := time.Now()
-			err := h.Stop(15 * time.Second)
-			r.note = fmt.Sprintf("[%s exited %v after SIGTERM]", h.Name, time.Since(t).Round(time.Millisecond))
-			if err != nil && !strings.Contains(err.Error(), "exit status") {
-				return fmt.Errorf("SIGTERM of %s: %w", h.Name, err)
-			}
+	}
+	switch kind {
+	case HS2Hang:
+		err = s.Fault(fctx, "hang")
+	case HS2Slow:
+		err = s.Fault(fctx, "slow", "delay", fmt.Sprintf("%dms", 50+r.rng.IntN(400)))
+	default:
+		err = s.Fault(fctx, "drop", "rows", fmt.Sprint(1000+r.rng.IntN(20000)))
+	}
+	if err != nil {
+		return err
+	}
+	r.sleep(ctx, hold)
+	return s.Fault(fctx, "heal")
+}
+
+// injectAlone deregisters every other HS2, then saturates or drains the
+// routed one s.
+func (r *runner) injectAlone(ctx, fctx context.Context, kind string, s *harness.Sim, hold time.Duration) error {
+	var others []*harness.Sim
+	for _, o := range r.e.fleet.Sims {
+		if o != s {
+			others = append(others, o)
 		}
-		r.sleep(ctx, hold)
-		return h.Restart(fctx)
+	}
+	for _, o := range others {
+		if err := o.Fault(fctx, "deregister"); err != nil {
+			return err
+		}
+	}
+	var err error
+	if kind == HS2Saturate {
+		// Longer than the fleet's 1s probe budget: probes time out,
+		// calls still complete.
+		err = s.Fault(fctx, "slow", "delay", fmt.Sprintf("%dms", 1200+r.rng.IntN(400)))
+	} else {
+		err = s.Fault(fctx, "deregister")
+	}
+	if err != nil {
+		return err
+	}
+	r.sleep(ctx, hold)
+	if kind == HS2Saturate {
+		err = s.Fault(fctx, "heal")
+	} else {
+		err = s.Fault(fctx, "register")
+	}
+	for _, o := range others {
+		err = errors.Join(err, o.Fault(fctx, "register"))
+	}
+	return err
+}
+
+// injectReplica kills or stops a replica, then restarts it.
+func (r *runner) injectReplica(ctx, fctx context.Context, kind, leader string, hold time.Duration) error {
+	h := r.pick(leader, kind == LeaderKill || kind == LeaderTerm)
+	from := time.Now()
+	defer func() { r.span(kind, "", h.Name, from) }()
+	if kind == FollowerKill || kind == LeaderKill {
+		h.Kill()
+	} else {
+		t := time.Now()
+		err := h.Stop(15 * time.Second)
+		r.note = fmt.Sprintf("[%s exited %v after SIGTERM]", h.Name, time.Since(t).Round(time.Millisecond))
+		if err != nil && !strings.Contains(err.Error(), "exit status") {
+			return fmt.Errorf("SIGTERM of %s: %w", h.Name, err)
+		}
+	}
+	r.sleep(ctx, hold)
+	return h.Restart(fctx)
+}
+
+// injectCoordination kills etcd or ZooKeeper, or cuts a replica's link to
+// one of them.
+func (r *runner) injectCoordination(ctx, fctx context.Context, kind, leader string, hold time.Duration) error {
+	e := r.e
+	switch kind {
 	case EtcdKill:
 		e.etcd.Kill()
 		r.sleep(ctx, hold)
@@ -481,35 +583,33 @@ func (r *runner) inject(ctx context.Context, kind, leader string) error {
 	case ZKExpiry:
 		// The leader's ZooKeeper packets vanish for longer than the
 		// session timeout: ZooKeeper expires its session.
-		p := proxyOf(leader)
+		p := r.proxyOf(leader)
 		p.zkProxy.SetMode(testenv.Blackhole)
 		r.sleep(ctx, 2*zkSessionTimeout)
 		p.zkProxy.SetMode(testenv.Pass)
 		return nil
 	case ZKRefuse:
-		p := proxyOf(leader)
+		p := r.proxyOf(leader)
 		p.zkProxy.SetMode(testenv.Refuse)
 		r.sleep(ctx, hold)
 		p.zkProxy.SetMode(testenv.Pass)
 		return nil
-	case EtcdRefuse, EtcdBlackhole:
-		// Half the time the leader, else a follower; long enough for the
-		// lease to expire.
-		id := leader
-		if r.rng.IntN(2) == 0 {
-			id = pick(false).Name
-		}
-		p := proxyOf(id)
-		mode := testenv.Refuse
-		if kind == EtcdBlackhole {
-			mode = testenv.Blackhole
-		}
-		p.etcdProxy.SetMode(mode)
-		r.sleep(ctx, leaseTTL+hold)
-		p.etcdProxy.SetMode(testenv.Pass)
-		return nil
 	}
-	return fmt.Errorf("unknown fault %q", kind)
+	// EtcdRefuse, EtcdBlackhole: half the time the leader, else a
+	// follower; long enough for the lease to expire.
+	id := leader
+	if r.rng.IntN(2) == 0 {
+		id = r.pick(leader, false).Name
+	}
+	p := r.proxyOf(id)
+	mode := testenv.Refuse
+	if kind == EtcdBlackhole {
+		mode = testenv.Blackhole
+	}
+	p.etcdProxy.SetMode(mode)
+	r.sleep(ctx, leaseTTL+hold)
+	p.etcdProxy.SetMode(testenv.Pass)
+	return nil
 }
 
 // sample records the replicas' resources.

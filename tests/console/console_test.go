@@ -82,11 +82,17 @@ func startWith(t *testing.T, mod func(*config.Config)) env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rep, err := replica.New(ctx, cfg, replica.Options{Listener: lis, AdminListener: alis})
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
-	go func() { done <- replica.Run(ctx, cfg, replica.Options{Listener: lis, AdminListener: alis}) }()
+	go func() { done <- rep.Serve(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		err := <-done
+		rep.Shutdown()
+		if err != nil {
 			t.Errorf("replica: %v", err)
 		}
 	})

@@ -60,8 +60,13 @@ func TestConsoleFailoverFromFollower(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		rep, err := replica.New(ctx, cfg, replica.Options{Listener: lis, AdminListener: alis})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(rep.Shutdown) // after the cleanup below, which waits for Serve
 		dones[i] = make(chan error, 1)
-		go func() { dones[i] <- replica.Run(ctx, cfg, replica.Options{Listener: lis, AdminListener: alis}) }()
+		go func() { dones[i] <- rep.Serve(ctx) }()
 		consoles = append(consoles, "http://"+alis.Addr().String()+"/console/")
 	}
 	t.Cleanup(func() {

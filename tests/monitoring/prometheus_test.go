@@ -58,11 +58,17 @@ func startReplica(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rep, err := replica.New(ctx, cfg, replica.Options{MetricsListener: mlis})
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
-	go func() { done <- replica.Run(ctx, cfg, replica.Options{MetricsListener: mlis}) }()
+	go func() { done <- rep.Serve(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		err := <-done
+		rep.Shutdown()
+		if err != nil {
 			t.Errorf("replica: %v", err)
 		}
 	})
