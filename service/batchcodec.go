@@ -191,8 +191,20 @@ func validBatch(b *hs2.Batch) *hs2.Batch {
 	return &fixed
 }
 
-// encodeBatch writes b into a pooled buffer; with check it fails with
+// encodeBatch writes b as one message; with check it fails with
 // errInvalidUTF8 when a string is not valid UTF-8.
+//
+// The values layout is written into a pooled buffer. The compact layout on
+// a little-endian host is not copied at all where it need not be: the
+// message is a mem.BufferSlice of the small parts written here (tags,
+// lengths, rebased offsets) and, between them, the batch's own arrays
+// (fixed-width values, string data, offsets, bitmaps) as SliceBuffers,
+// which gRPC's writer copies straight into its frames. That is safe
+// because a batch is never written to once hs2 has returned it (hs2 never
+// reuses a batch's buffers; query's slices share them read-only) and a
+// SliceBuffer keeps the memory alive until gRPC has written it; the
+// written parts are a fresh buffer, not a pooled one, so nothing is handed
+// back early either.
 func encodeBatch(b *hs2.Batch, compact, check bool) (mem.BufferSlice, error) {
 	var small [16]colSize
 	sizes := small[:0]
@@ -207,57 +219,162 @@ func encodeBatch(b *hs2.Batch, compact, check bool) (mem.BufferSlice, error) {
 	if rows != 0 {
 		body += 1 + protowire.SizeVarint(uint64(rows))
 	}
+	refs := compact && nativeLE
+	shared := 0 // bytes likely sent from the batch's memory (a size hint)
 	for i := range b.Columns {
 		cs := sizeColumn(&b.Columns[i], compact)
 		sizes = append(sizes, cs)
 		body += lenField(cs.msg)
+		if v := &b.Columns[i]; refs {
+			shared += cs.payload + len(v.Nulls)
+			if v.Kind == hs2.KindString || v.Kind == hs2.KindBytes {
+				shared += 4 * len(v.Offsets)
+			}
+		}
 	}
 	total := lenField(body)
 
-	buf := batchBuffers.Get(total)
-	out := (*buf)[:0]
-	out = append(out, tagResponseBatch)
-	out = protowire.AppendVarint(out, uint64(body))
+	var w msgWriter
+	var buf *[]byte
+	if refs {
+		w.out = make([]byte, 0, max(total-shared, 0)+64*len(b.Columns)+16)
+		w.bufs = make(mem.BufferSlice, 0, 4*len(b.Columns)+1)
+		w.refs = true
+	} else {
+		buf = batchBuffers.Get(total)
+		w.out = (*buf)[:0]
+	}
+	w.out = append(w.out, tagResponseBatch)
+	w.out = protowire.AppendVarint(w.out, uint64(body))
 	if b.StartRow != 0 {
-		out = append(out, tagStartRow)
-		out = protowire.AppendVarint(out, uint64(b.StartRow))
+		w.out = append(w.out, tagStartRow)
+		w.out = protowire.AppendVarint(w.out, uint64(b.StartRow))
 	}
 	if rows != 0 {
-		out = append(out, tagRowCount)
-		out = protowire.AppendVarint(out, uint64(rows))
+		w.out = append(w.out, tagRowCount)
+		w.out = protowire.AppendVarint(w.out, uint64(rows))
 	}
 	for i := range b.Columns {
 		v, cs := &b.Columns[i], &sizes[i]
-		out = append(out, tagColumn)
-		out = protowire.AppendVarint(out, uint64(cs.msg))
+		w.out = append(w.out, tagColumn)
+		w.out = protowire.AppendVarint(w.out, uint64(cs.msg))
 		if len(v.Nulls) > 0 {
-			out = append(out, tagNulls)
-			out = protowire.AppendVarint(out, uint64(len(v.Nulls)))
-			out = append(out, v.Nulls...)
+			w.out = append(w.out, tagNulls)
+			w.out = protowire.AppendVarint(w.out, uint64(len(v.Nulls)))
+			w.put(v.Nulls)
 		}
 		tag := valuesTag(v.Kind, compact)
 		if tag == 0 {
 			continue
 		}
-		out = append(out, tag)
-		out = protowire.AppendVarint(out, uint64(cs.values))
-		start := len(out)
+		w.out = append(w.out, tag)
+		w.out = protowire.AppendVarint(w.out, uint64(cs.values))
 		if compact {
-			out = appendCompact(out, v, cs.payload)
-		} else {
-			out = appendValues(out, v, cs.payload)
+			w.compact(v, cs.payload)
+			if check && v.Kind == hs2.KindString && !utf8.Valid(varData(v)) {
+				return nil, errInvalidUTF8
+			}
+			continue
 		}
-		if check && v.Kind == hs2.KindString && !validColumn(out[start:], v, compact) {
+		start := len(w.out)
+		w.out = appendValues(w.out, v, cs.payload)
+		if check && v.Kind == hs2.KindString && !validColumn(w.out[start:], v, false) {
 			batchBuffers.Put(buf)
 			return nil, errInvalidUTF8
 		}
 	}
-	*buf = out
-	if len(out) != total {
-		// The two passes disagree: a bug here, and a corrupt stream if sent.
+	if !refs {
+		*buf = w.out
+		if len(w.out) != total {
+			// The two passes disagree: a bug here, and a corrupt stream if sent.
+			panic("service: batch encoding size mismatch")
+		}
+		return mem.BufferSlice{mem.NewBuffer(buf, batchBuffers)}, nil
+	}
+	data := w.finish()
+	if data.Len() != total {
 		panic("service: batch encoding size mismatch")
 	}
-	return mem.BufferSlice{mem.NewBuffer(buf, batchBuffers)}, nil
+	return data, nil
+}
+
+// refMin is the smallest array sent from the batch's memory rather than
+// copied: below it a copy is cheaper than one more buffer for gRPC's
+// writer to walk.
+const refMin = 1024
+
+// msgWriter assembles a message from bytes written into out and, with
+// refs, arrays referenced where they are.
+type msgWriter struct {
+	out  []byte
+	mark int // start of the part of out not yet in bufs
+	bufs mem.BufferSlice
+	refs bool
+}
+
+// put adds p: a reference to it with refs when it is large, else a copy.
+// out may grow past its capacity: the parts already in bufs keep the old
+// array (never written again), which the garbage collector keeps alive.
+func (w *msgWriter) put(p []byte) {
+	if !w.refs || len(p) < refMin {
+		w.out = append(w.out, p...)
+		return
+	}
+	w.flush()
+	w.bufs = append(w.bufs, mem.SliceBuffer(p[:len(p):len(p)]))
+}
+
+// flush moves the written bytes not yet in bufs into bufs.
+func (w *msgWriter) flush() {
+	if len(w.out) > w.mark {
+		w.bufs = append(w.bufs, mem.SliceBuffer(w.out[w.mark:len(w.out):len(w.out)]))
+		w.mark = len(w.out)
+	}
+}
+
+func (w *msgWriter) finish() mem.BufferSlice {
+	w.flush()
+	return w.bufs
+}
+
+// compact writes the compact layout's values message: packed fixed-width
+// integers, or a BufferValues.
+func (w *msgWriter) compact(v *hs2.Vector, payload int) {
+	if !nativeLE {
+		w.out = appendCompact(w.out, v, payload)
+		return
+	}
+	switch v.Kind {
+	case hs2.KindString, hs2.KindBytes:
+		if payload > 0 {
+			w.out = append(w.out, tagData)
+			w.out = protowire.AppendVarint(w.out, uint64(payload))
+			w.put(varData(v))
+		}
+		w.out = append(w.out, tagOffsets)
+		w.out = protowire.AppendVarint(w.out, uint64(4*(v.Len()+1)))
+		if len(v.Offsets) > 0 && v.Offsets[0] == 0 {
+			w.put(asBytes(v.Offsets[:v.Len()+1]))
+			return
+		}
+		w.out = appendOffsets(w.out, v.Offsets, v.Len())
+		return
+	}
+	if payload == 0 {
+		return
+	}
+	w.out = append(w.out, tagValues)
+	w.out = protowire.AppendVarint(w.out, uint64(payload))
+	switch v.Kind {
+	case hs2.KindBool:
+		w.put(asBytes(v.Bools))
+	case hs2.KindInt32:
+		w.put(asBytes(v.Int32s))
+	case hs2.KindInt64:
+		w.put(asBytes(v.Int64s))
+	case hs2.KindDouble:
+		w.put(asBytes(v.Doubles))
+	}
 }
 
 // validColumn reports whether every string is valid UTF-8. In the compact
