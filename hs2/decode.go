@@ -365,54 +365,24 @@ func (d *decoder) widen16(ctx context.Context, n int) ([]int32, error) {
 // int32s, int64s and doubles read the big-endian values into the result's
 // own memory and swap each in place.
 func (d *decoder) int32s(ctx context.Context, n int) ([]int32, error) {
-	out := make([]int32, n)
-	if d.raw == nil {
-		for i := range out {
-			x, err := d.p.ReadI32(ctx)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = x
-		}
-		return out, nil
-	}
-	raw := asBytes(out)
-	if err := d.readFull(raw); err != nil {
-		return nil, err
-	}
-	for i := range out {
-		out[i] = int32(binary.BigEndian.Uint32(raw[4*i:]))
-	}
-	return out, nil
+	return readFixed(ctx, d, n, d.p.ReadI32)
 }
 
 func (d *decoder) int64s(ctx context.Context, n int) ([]int64, error) {
-	out := make([]int64, n)
-	if d.raw == nil {
-		for i := range out {
-			x, err := d.p.ReadI64(ctx)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = x
-		}
-		return out, nil
-	}
-	raw := asBytes(out)
-	if err := d.readFull(raw); err != nil {
-		return nil, err
-	}
-	for i := range out {
-		out[i] = int64(binary.BigEndian.Uint64(raw[8*i:]))
-	}
-	return out, nil
+	return readFixed(ctx, d, n, d.p.ReadI64)
 }
 
 func (d *decoder) doubles(ctx context.Context, n int) ([]float64, error) {
-	out := make([]float64, n)
+	return readFixed(ctx, d, n, d.p.ReadDouble)
+}
+
+// readFixed reads n values of a fixed-width Thrift list: in bulk from the
+// raw reader when there is one, else one at a time with readOne.
+func readFixed[T int32 | int64 | float64](ctx context.Context, d *decoder, n int, readOne func(context.Context) (T, error)) ([]T, error) {
+	out := make([]T, n)
 	if d.raw == nil {
 		for i := range out {
-			x, err := d.p.ReadDouble(ctx)
+			x, err := readOne(ctx)
 			if err != nil {
 				return nil, err
 			}
@@ -424,8 +394,19 @@ func (d *decoder) doubles(ctx context.Context, n int) ([]float64, error) {
 	if err := d.readFull(raw); err != nil {
 		return nil, err
 	}
-	for i := range out {
-		out[i] = math.Float64frombits(binary.BigEndian.Uint64(raw[8*i:]))
+	switch v := any(out).(type) {
+	case []int32:
+		for i := range v {
+			v[i] = int32(binary.BigEndian.Uint32(raw[4*i:]))
+		}
+	case []int64:
+		for i := range v {
+			v[i] = int64(binary.BigEndian.Uint64(raw[8*i:]))
+		}
+	case []float64:
+		for i := range v {
+			v[i] = math.Float64frombits(binary.BigEndian.Uint64(raw[8*i:]))
+		}
 	}
 	return out, nil
 }
