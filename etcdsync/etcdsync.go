@@ -108,6 +108,18 @@ type Syncer struct {
 	log  *slog.Logger
 	kick chan struct{} // Resync requests
 
+	// Revisions etcd has shown since the last read, for telling a rewind
+	// from reordering; used by Run's goroutine only. Event responses come
+	// in revision order, and so do progress responses, but not relative
+	// to each other: etcd (3.4) reads a progress response's revision when
+	// the request arrives and sends it on another queue than the events,
+	// so it may overtake events already queued, and arrive after them
+	// with a lower revision. Each is compared with its own kind, and with
+	// the base read, which both follow.
+	baseRev     int64 // revision of the last base read
+	eventRev    int64 // highest event response header since it
+	progressRev int64 // highest progress response header since it
+
 	mu     sync.Mutex
 	status Status
 }
@@ -218,6 +230,7 @@ func (s *Syncer) read(ctx context.Context, cli *clientv3.Client, apply func(Upda
 		return 0, fmt.Errorf("get %s: %w", s.cfg.Key, err)
 	}
 	rev := resp.Header.Revision
+	s.baseRev, s.eventRev, s.progressRev = rev, 0, 0
 	if err := apply(Update{Snapshot: true, Kvs: resp.Kvs, Rev: rev}); err != nil {
 		return 0, applyError{err}
 	}
@@ -294,13 +307,10 @@ var ErrRewound = errors.New("etcd's revision went backwards (restored from an ol
 
 // deliver applies one watch response and records the confirmation.
 func (s *Syncer) deliver(wr clientv3.WatchResponse, apply func(Update) error) error {
-	rev := wr.Header.Revision
-	s.mu.Lock()
-	seen := s.status.Rev
-	s.mu.Unlock()
-	if rev > 0 && rev < seen {
-		return fmt.Errorf("%w: at %d, after %d", ErrRewound, rev, seen)
+	if err := s.checkRewound(wr); err != nil {
+		return err
 	}
+	rev := wr.Header.Revision
 	if n := len(wr.Events); n > 0 {
 		if err := apply(Update{Events: wr.Events, Rev: wr.Events[n-1].Kv.ModRevision}); err != nil {
 			return applyError{err}
@@ -313,5 +323,29 @@ func (s *Syncer) deliver(wr clientv3.WatchResponse, apply func(Update) error) er
 	}
 	s.status.Confirmed = s.cfg.Clock.Now()
 	s.mu.Unlock()
+	return nil
+}
+
+// checkRewound reports ErrRewound when wr's revision is below one etcd
+// showed before for the same kind of response (events, or progress), or
+// below the base read: etcd went back to an older snapshot.
+func (s *Syncer) checkRewound(wr clientv3.WatchResponse) error {
+	rev := wr.Header.Revision
+	var last *int64
+	switch {
+	case rev <= 0:
+		return nil
+	case len(wr.Events) > 0:
+		last = &s.eventRev
+	case wr.IsProgressNotify():
+		last = &s.progressRev
+	default:
+		return nil
+	}
+	seen := max(s.baseRev, *last)
+	if rev < seen {
+		return fmt.Errorf("%w: at %d, after %d", ErrRewound, rev, seen)
+	}
+	*last = rev
 	return nil
 }
