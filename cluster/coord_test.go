@@ -347,7 +347,7 @@ func TestEtcdRestoredFromOlderSnapshot(t *testing.T) {
 	if err := e.RestoreSnapshot(ctx, snap); err != nil {
 		t.Fatal(err)
 	}
-	if r, ok := published(t, cli, "a"); ok && r.Epoch >= 3 {
+	if r, ok := published(t, cli, "a"); ok && r.Epoch == 3 { // (above 3: already republished)
 		t.Fatalf("the restore did not take the route back: published %+v", r)
 	}
 	// The route goes forward again, to the leader's current choice.
@@ -378,4 +378,69 @@ func TestEtcdRestoredFromOlderSnapshot(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestEtcdRestoredUnderAdoptingLeader is issue 12.6 when the leader never
+// chose anything itself: it adopted the route of the term before, and etcd
+// is then restored from a backup older than that route, which also ends its
+// term. The new term finds etcd's route below the epoch every replica holds,
+// and its selector, which keeps what it adopts, makes no new choice: it
+// must still publish above the replicas' epoch, and the server they route
+// to, not the one the backup names.
+func TestEtcdRestoredUnderAdoptingLeader(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	cli := client(t, e.Endpoints())
+	var w fakeWorld
+	conns := []cluster.ConnectorConfig{{Name: "a", NewSelector: w.newSelector}}
+	r1 := startReplica(t, "r1", e.Endpoints(), conns)
+	waitLeader(t, 10*time.Second, r1)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if w.current() == nil {
+			return errors.New("selector not started")
+		}
+		return nil
+	})
+	ep1, ep2 := s1, s2
+	w.current().choose(&ep1, "first")
+	r2 := startReplica(t, "r2", e.Endpoints(), conns)
+	waitRoute(t, 10*time.Second, "a", s1, 1, r1, r2)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	snap := t.TempDir() + "/backup.db"
+	if err := e.SaveSnapshot(ctx, snap); err != nil {
+		t.Fatal(err)
+	}
+	w.current().choose(&ep2, "second")
+	waitRoute(t, 10*time.Second, "a", s2, 2, r1, r2)
+
+	// r2 takes over and adopts epoch 2 without choosing.
+	first := w.current()
+	r1.stop()
+	waitLeader(t, 15*time.Second, r2)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if s := w.current(); s == first || s.initialServer() == nil {
+			return errors.New("r2's selector not started")
+		}
+		return nil
+	})
+
+	if err := e.RestoreSnapshot(ctx, snap); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := published(t, cli, "a"); ok && r.Epoch == 2 { // (above 2: already republished)
+		t.Fatalf("the restore did not take the route back: published %+v", r)
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		r, ok := published(t, cli, "a")
+		if !ok || r.Epoch <= 2 || r.Endpoint == nil || *r.Endpoint != s2 {
+			return fmt.Errorf("published %+v (present %v), want s2 above epoch 2", r, ok)
+		}
+		return nil
+	})
+	r, _ := published(t, cli, "a")
+	waitRoute(t, 10*time.Second, "a", s2, r.Epoch, r2)
+	if got := w.current().initialServer(); got == nil || *got != s2 {
+		t.Errorf("the last selector started from %v, want s2 (what the replicas route to)", got)
+	}
 }

@@ -498,6 +498,7 @@ func (n *Node) applyEvents(evs []*clientv3.Event) {
 	var routes []routing.Route
 	pubs := map[string]*routing.Route{}
 	selfEv, selfRaw := false, []byte(nil)
+	replicasChanged := false
 	n.mu.Lock()
 	for _, ev := range evs {
 		key := string(ev.Kv.Key)
@@ -510,6 +511,7 @@ func (n *Node) applyEvents(evs []*clientv3.Event) {
 				n.leaders[key] = l
 			}
 		case "replicas":
+			replicasChanged = true
 			var r Replica
 			if del {
 				delete(n.replicas, rest)
@@ -554,9 +556,11 @@ func (n *Node) applyEvents(evs []*clientv3.Event) {
 		n.checkSelf(selfRaw)
 	}
 	if t != nil {
-		for name, r := range pubs {
-			if c := t.conns[name]; c != nil {
+		for name, c := range t.conns {
+			if r, ok := pubs[name]; ok {
 				c.observe(r)
+			} else if replicasChanged {
+				c.recheck()
 			}
 		}
 	}

@@ -349,3 +349,10 @@ func (s *fakeSelector) Failover(_ context.Context, reason string, _ registry.Fai
 }
 
 func (s *fakeSelector) Snapshot() []registry.CandidateHealth { return nil }
+
+// initialServer is the server the selector was started from (adopted).
+func (s *fakeSelector) initialServer() *hs2.Endpoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.initial
+}

@@ -102,7 +102,12 @@ type connLeader struct {
 	// verify: the mirror saw the key absent or below the floor; sync reads
 	// it again before deciding anything, since the mirror may lag behind
 	// this leader's own writes.
-	verify   bool
+	verify bool
+	// behind: etcd's route is absent or below the floor, and this is the
+	// route the term keeps serving until it is published again above the
+	// floor (the newest route this replica holds, or etcd's). The chooser
+	// judges reports and failovers, and restarts selectors, from it.
+	behind   *routing.Route
 	want     *registry.Choice // latest choice not yet published
 	wantSeq  uint64
 	cands    []registry.CandidateHealth
@@ -168,9 +173,11 @@ func (c *connLeader) load(ctx context.Context) bool {
 		resp, err := c.n.etcd().Get(gctx, c.key)
 		cancel()
 		if err == nil {
+			floor := c.floor()
 			c.mu.Lock()
 			c.setPublishedLocked(resp.Kvs)
 			c.loaded = true
+			c.republishIfBehindLocked(floor)
 			c.mu.Unlock()
 			return true
 		}
@@ -191,11 +198,53 @@ func (c *connLeader) setPublishedLocked(kvs []*mvccpb.KeyValue) {
 	}
 }
 
-// current is the route as published in etcd (nil when absent).
+// current is the route as published in etcd (nil when absent), or while
+// that is behind the floor, the route being published again above it.
 func (c *connLeader) current() *routing.Route {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.behind != nil {
+		return c.behind
+	}
 	return c.published
+}
+
+// republishIfBehindLocked is called with the key just read. If etcd's
+// route is absent or below floor (etcd restored from an older backup, the
+// key deleted), the term must publish above the floor even though its
+// selector may never choose anew: a selector keeps the server it adopts.
+// What it publishes is the term's latest choice, or else the newest route
+// known here, the one this replica routes by (replicas drop etcd's older
+// route, so that is what they all still serve), or else etcd's own. With
+// none of them (nothing ever chosen), the selector's first choice goes
+// above the floor by itself. It reports whether a publication is due.
+func (c *connLeader) republishIfBehindLocked(floor uint64) bool {
+	if c.published != nil && c.published.Epoch >= floor {
+		c.behind = nil
+		return false
+	}
+	if c.want == nil && c.last == nil {
+		base := c.published
+		if cur, _ := c.n.table.Get(c.cc.Name); cur != nil && (base == nil || cur.Epoch > base.Epoch) {
+			r := cur.Route
+			base = &r
+		}
+		if base == nil {
+			return false
+		}
+		ch := registry.Choice{Reason: base.Reason}
+		if base.Endpoint != nil {
+			ep := *base.Endpoint
+			ch.Endpoint = &ep
+		}
+		c.want, c.behind = &ch, base
+	} else if c.want == nil {
+		c.want = c.last
+	}
+	c.wantSeq++
+	c.n.log.Warn("cluster: published route lost or behind the replicas' epoch; republishing above it", "connector", c.cc.Name,
+		"published_epoch", epochOf(c.published), "floor", floor, "server", endpointString(c.want.Endpoint))
+	return true
 }
 
 // onChoice is the selector's publish: it records the latest choice and
@@ -271,7 +320,7 @@ func (c *connLeader) sync(ctx context.Context) error {
 		c.mu.Lock()
 		if changed {
 			r := route
-			c.published, c.modRev, c.last = &r, rev, want
+			c.published, c.modRev, c.last, c.behind = &r, rev, want, nil
 			if c.wantSeq == seq {
 				c.want = nil
 			}
@@ -305,6 +354,18 @@ func (c *connLeader) floor() uint64 {
 	floor = max(floor, c.reported)
 	c.mu.Unlock()
 	return floor
+}
+
+// recheck is called by the mirror when replicas' registrations changed:
+// one may now hold an epoch above the published route (it re-registered
+// after etcd was restored), which the route must be published above.
+func (c *connLeader) recheck() {
+	c.mu.Lock()
+	r, loaded := c.published, c.loaded
+	c.mu.Unlock()
+	if loaded {
+		c.observe(r)
+	}
 }
 
 // observe is called by the mirror with the connector key's state as it
@@ -346,18 +407,7 @@ func (c *connLeader) verifyPublished(ctx context.Context) error {
 		return fmt.Errorf("read %s: %w", c.key, err)
 	}
 	c.setPublishedLocked(resp.Kvs)
-	if c.published != nil && c.published.Epoch >= floor {
-		return nil
-	}
-	if c.want == nil && c.last == nil {
-		return nil // nothing chosen yet this term: the first choice goes above the floor
-	}
-	c.n.log.Warn("cluster: published route lost or behind; republishing", "connector", c.cc.Name,
-		"published_epoch", epochOf(c.published), "floor", floor)
-	if c.want == nil {
-		c.want = c.last
-	}
-	c.wantSeq++
+	c.republishIfBehindLocked(floor)
 	return nil
 }
 

@@ -27,6 +27,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/hiveqd/hiveqd/internal/clock"
 )
@@ -107,6 +108,24 @@ type Syncer struct {
 	cfg  Config
 	log  *slog.Logger
 	kick chan struct{} // Resync requests
+
+	// Revisions etcd has shown since the last read, for telling a rewind
+	// from reordering; used by Run's goroutine only. Event responses come
+	// in revision order, and so do progress responses, but not relative
+	// to each other: etcd (3.4) reads a progress response's revision when
+	// the request arrives and sends it on another queue than the events,
+	// so it may overtake events already queued, and arrive after them
+	// with a lower revision. Each is compared with its own kind and the
+	// base read, which both follow; and a progress response with the
+	// events seen before its request was sent, which etcd had committed
+	// before it read the answer. The watch has a gRPC stream of its own
+	// (etcd's client shares one among watches with the same metadata),
+	// so every progress response answers this syncer's oldest unanswered
+	// request.
+	baseRev     int64   // revision of the last base read
+	eventRev    int64   // highest event response header since it
+	progressRev int64   // highest progress response header since it
+	asked       []int64 // per unanswered progress request, eventRev when sent
 
 	mu     sync.Mutex
 	status Status
@@ -218,6 +237,7 @@ func (s *Syncer) read(ctx context.Context, cli *clientv3.Client, apply func(Upda
 		return 0, fmt.Errorf("get %s: %w", s.cfg.Key, err)
 	}
 	rev := resp.Header.Revision
+	s.baseRev, s.eventRev, s.progressRev = rev, 0, 0
 	if err := apply(Update{Snapshot: true, Kvs: resp.Kvs, Rev: rev}); err != nil {
 		return 0, applyError{err}
 	}
@@ -235,9 +255,13 @@ func (s *Syncer) read(ctx context.Context, cli *clientv3.Client, apply func(Upda
 func (s *Syncer) watch(ctx context.Context, cli *clientv3.Client, rev int64, apply func(Update) error) error {
 	// The progress request must carry the watch's metadata: the client
 	// multiplexes watches onto streams keyed by it.
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	wctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx),
+		"hiveqd-etcdsync", fmt.Sprintf("%p", s)))
 	defer cancel()
-	opts := []clientv3.OpOption{clientv3.WithRev(rev), clientv3.WithProgressNotify()}
+	s.asked = s.asked[:0]
+	// No WithProgressNotify: etcd's own periodic progress responses would
+	// answer no request of ours; ours come every ProgressInterval.
+	opts := []clientv3.OpOption{clientv3.WithRev(rev)}
 	if s.cfg.Prefix {
 		opts = append(opts, clientv3.WithPrefix())
 	}
@@ -261,6 +285,9 @@ func (s *Syncer) watch(ctx context.Context, cli *clientv3.Client, rev int64, app
 				return ErrStalled
 			}
 			asked = true
+			if len(s.asked) < 64 { // (answers lost: later ones pair with older requests)
+				s.asked = append(s.asked, max(s.baseRev, s.eventRev))
+			}
 			s.requestProgress(wctx, cli)
 			tick = s.cfg.Clock.After(s.cfg.ProgressInterval)
 		case wr, ok := <-wch:
@@ -294,13 +321,10 @@ var ErrRewound = errors.New("etcd's revision went backwards (restored from an ol
 
 // deliver applies one watch response and records the confirmation.
 func (s *Syncer) deliver(wr clientv3.WatchResponse, apply func(Update) error) error {
-	rev := wr.Header.Revision
-	s.mu.Lock()
-	seen := s.status.Rev
-	s.mu.Unlock()
-	if rev > 0 && rev < seen {
-		return fmt.Errorf("%w: at %d, after %d", ErrRewound, rev, seen)
+	if err := s.checkRewound(wr); err != nil {
+		return err
 	}
+	rev := wr.Header.Revision
 	if n := len(wr.Events); n > 0 {
 		if err := apply(Update{Events: wr.Events, Rev: wr.Events[n-1].Kv.ModRevision}); err != nil {
 			return applyError{err}
@@ -313,5 +337,39 @@ func (s *Syncer) deliver(wr clientv3.WatchResponse, apply func(Update) error) er
 	}
 	s.status.Confirmed = s.cfg.Clock.Now()
 	s.mu.Unlock()
+	return nil
+}
+
+// checkRewound reports ErrRewound when wr's revision is below one etcd
+// showed before for the same kind of response (events, or progress), or
+// below the base read: etcd went back to an older snapshot.
+func (s *Syncer) checkRewound(wr clientv3.WatchResponse) error {
+	rev := wr.Header.Revision
+	var last *int64
+	switch {
+	case rev <= 0:
+		return nil
+	case len(wr.Events) > 0:
+		last = &s.eventRev
+	case wr.IsProgressNotify():
+		last = &s.progressRev
+		if len(s.asked) > 0 {
+			// Lost answers (a reconnect) pair later ones with older
+			// requests: a weaker check, never a false one. One less is
+			// no rewind: etcd hands a write's events to watches just
+			// before it makes the write's revision current.
+			if rev < s.asked[0]-1 {
+				return fmt.Errorf("%w: at %d, after %d", ErrRewound, rev, s.asked[0])
+			}
+			s.asked = s.asked[1:]
+		}
+	default:
+		return nil
+	}
+	seen := max(s.baseRev, *last)
+	if rev < seen {
+		return fmt.Errorf("%w: at %d, after %d", ErrRewound, rev, seen)
+	}
+	*last = rev
 	return nil
 }

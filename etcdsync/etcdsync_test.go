@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -305,4 +306,61 @@ func TestRestoredEtcdReread(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() error {
 		return v.equals(map[string]string{"/r/a": "old", "/r/b": "after"})
 	})
+}
+
+// rewindLog records whether a syncer logged a rewind.
+type rewindLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *rewindLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *rewindLog) Handle(_ context.Context, r slog.Record) error {
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "err" && strings.Contains(a.Value.String(), etcdsync.ErrRewound.Error()) {
+			l.mu.Lock()
+			l.msgs = append(l.msgs, a.Value.String())
+			l.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+func (l *rewindLog) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *rewindLog) WithGroup(string) slog.Handler      { return l }
+
+func (l *rewindLog) rewinds() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.msgs...)
+}
+
+// Progress responses come in revision order, and so do event responses,
+// but etcd may send a progress response whose revision it read before it
+// sent events of higher revisions: it then arrives after them with a
+// lower revision. That is reordering, not a restore, and must not make the
+// syncer re-read (it did, every few seconds, under steady writes).
+func TestProgressBehindEventsIsNoRewind(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	cli := newClient(t, e.Endpoints())
+	log := &rewindLog{}
+	s, err := etcdsync.New(etcdsync.Config{
+		Client: func() *clientv3.Client { return cli }, Key: "/p/", Prefix: true,
+		ProgressInterval: 5 * time.Millisecond, Backoff: 50 * time.Millisecond,
+		Logger: slog.New(log),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &view{}
+	run(t, s, v.apply)
+	testenv.Eventually(t, 10*time.Second, func() error { return v.equals(map[string]string{}) })
+	const n = 1500
+	for i := range n {
+		put(t, cli, "/p/a", fmt.Sprint(i))
+	}
+	testenv.Eventually(t, 10*time.Second, func() error { return v.equals(map[string]string{"/p/a": fmt.Sprint(n - 1)}) })
+	if r := log.rewinds(); len(r) > 0 {
+		t.Fatalf("%d false rewinds under writes, first: %s", len(r), r[0])
+	}
 }
