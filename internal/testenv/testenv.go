@@ -10,10 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -24,10 +24,13 @@ import (
 // connections and ":0" listeners never land: a process that the chaos suite
 // kills and restarts on its port finds that port still free, however busy
 // the machine (a soak once lost a replica to "address already in use"
-// when another test's connection took its port during the restart).
+// when another test's connection took its port during the restart). Like
+// the kernel's own choice, each process walks the range in order from its
+// own starting point, so it never hands out a port twice in a row and
+// processes running side by side (test packages, a soak) stay apart.
 func FreePort() (int, error) {
 	for range 64 {
-		port := freePortLow + rand.IntN(freePortHigh-freePortLow)
+		port := int(freePortLow + portCursor.Add(1)%(freePortHigh-freePortLow))
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue
@@ -46,6 +49,14 @@ func FreePort() (int, error) {
 // The range FreePort picks from: below the ephemeral ports, above the
 // well-known and most registered service ports.
 const freePortLow, freePortHigh = 20000, 32768
+
+// portCursor is where this process's walk through the range stands; it
+// starts at a point drawn from the process id and the clock.
+var portCursor = func() *atomic.Uint64 {
+	var c atomic.Uint64
+	c.Store(uint64(os.Getpid())*2654435761 + uint64(time.Now().UnixNano()))
+	return &c
+}()
 
 // WaitFor polls cond until it returns nil or ctx ends; it returns the last
 // error from cond (or ctx's) on timeout. The poll interval starts small and
