@@ -69,6 +69,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (binaries, process logs)")
 	flag.BoolVar(&o.verbose, "v", false, "print every run")
 	flag.IntVar(&o.grpcWindow, "grpc-window", 0, "the gRPC clients' receive window in `bytes` (0: gRPC's default, 64 KiB grown by bandwidth estimation)")
+	fromJSON := flag.String("from-json", "", "run nothing: print the table of a `FILE` written by -json (and, with -md, write it there)")
 	hflags := flag.String("hiveqd-flags", "", "extra `flags` for every hiveqd replica, space-separated (e.g. \"--config my.yaml\")")
 	flag.Parse()
 	o.hiveqdFlags = strings.Fields(*hflags)
@@ -80,12 +81,38 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -scenarios:", err)
 		os.Exit(2)
 	}
+	if *fromJSON != "" {
+		if err := render(*fromJSON, o.mdPath); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// render prints the table of a recorded run (-json) and, with mdPath,
+// writes its Markdown section there: a run's figures go into the docs
+// without running it again.
+func render(jsonPath, mdPath string) error {
+	data, err := os.ReadFile(jsonPath)
+	if err != nil {
+		return err
+	}
+	var res results
+	if err := json.Unmarshal(data, &res); err != nil {
+		return fmt.Errorf("%s: %w", jsonPath, err)
+	}
+	fmt.Println(res.table())
+	if mdPath != "" {
+		return updateMarkdown(mdPath, res.markdown())
+	}
+	return nil
 }
 
 func run(ctx context.Context, o options) error {
