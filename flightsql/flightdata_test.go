@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -16,6 +14,8 @@ import (
 	"google.golang.org/grpc/encoding"
 	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+
+	"github.com/hiveqd/hiveqd/internal/testenv"
 )
 
 // synthSchema is the bench's synthetic table: bigint, int, double, string,
@@ -83,14 +83,6 @@ func (s *sinkStream) SendMsg(m any) error {
 
 func (s *sinkStream) Send(d *flight.FlightData) error { return s.SendMsg(d) }
 
-// cpuTime is the process's CPU time (user and system): on a shared
-// machine a steadier measure of work than the wall clock.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // BenchmarkDoGetWriter writes 10 000-row batches of the synthetic table
 // as DoGet does: Arrow IPC, FlightData, the server's codec, and the copy
 // into the transport.
@@ -100,15 +92,11 @@ func BenchmarkDoGetWriter(b *testing.B) {
 	s := &sinkStream{codec: Codec()}
 	w := newRecordWriter(s, synthSchema)
 	defer w.close()
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu0 := cpuTime()
-	for range b.N {
+	testenv.MeasureCPU(b, func() {
 		if err := w.write(rec); err != nil {
 			b.Fatal(err)
 		}
-	}
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	})
 	b.SetBytes(s.bytes / int64(b.N))
 }
 
@@ -120,15 +108,11 @@ func BenchmarkDoGetWriterArrowGo(b *testing.B) {
 	s := &sinkStream{codec: encoding.GetCodecV2(grpcproto.Name)}
 	w := flight.NewRecordWriter(s, ipc.WithSchema(synthSchema))
 	defer w.Close()
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu0 := cpuTime()
-	for range b.N {
+	testenv.MeasureCPU(b, func() {
 		if err := w.Write(rec); err != nil {
 			b.Fatal(err)
 		}
-	}
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	})
 	b.SetBytes(s.bytes / int64(b.N))
 }
 

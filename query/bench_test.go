@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -12,6 +11,8 @@ import (
 	"github.com/hiveqd/hiveqd/hs2sim"
 	"github.com/hiveqd/hiveqd/query"
 	"github.com/hiveqd/hiveqd/routing"
+
+	"github.com/hiveqd/hiveqd/internal/testenv"
 )
 
 // countingDialer counts what the engine writes to and reads from HS2.
@@ -83,23 +84,7 @@ func BenchmarkSmallQuery(b *testing.B) {
 	}
 	run() // the session is pooled from here on
 	w0, r0 := d.writes.Load(), d.reads.Load()
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu := processCPU()
-	for range b.N {
-		run()
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+	testenv.MeasureCPU(b, run)
 	b.ReportMetric(float64(d.writes.Load()-w0)/float64(b.N), "hs2-writes/op")
 	b.ReportMetric(float64(d.reads.Load()-r0)/float64(b.N), "hs2-reads/op")
-}
-
-// processCPU is the CPU time this process used so far (user and system):
-// on a loaded machine a fairer per-query cost than wall time. It includes
-// the in-process simulator's.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

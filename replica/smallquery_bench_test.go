@@ -4,13 +4,13 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"syscall"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc/codes"
 
 	"github.com/hiveqd/hiveqd/replica"
+
+	"github.com/hiveqd/hiveqd/internal/testenv"
 )
 
 // BenchmarkSmallQuery runs `SELECT 1` through a whole replica (its gRPC
@@ -39,21 +39,7 @@ func BenchmarkSmallQuery(b *testing.B) {
 				}
 			}
 			run()
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu := processCPU()
-			for range b.N {
-				run()
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			testenv.MeasureCPU(b, run)
 		})
 	}
-}
-
-// processCPU is the CPU time this process used so far (user and system).
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -3,12 +3,13 @@ package service_test
 import (
 	"context"
 	"io"
-	"syscall"
 	"testing"
 	"time"
 
 	hiveqv1 "github.com/hiveqd/hiveqd/gen/hiveq/v1"
 	"github.com/hiveqd/hiveqd/hs2"
+
+	"github.com/hiveqd/hiveqd/internal/testenv"
 )
 
 // benchRows is the result size of one benchmark iteration.
@@ -126,21 +127,5 @@ func BenchmarkSmallQuery(b *testing.B) {
 		}
 	}
 	run()
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu := processCPU()
-	for range b.N {
-		run()
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
-}
-
-// processCPU is the CPU time this process used so far (user and system):
-// on a loaded machine a fairer per-query cost than wall time. It includes
-// the in-process simulator's.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	testenv.MeasureCPU(b, run)
 }
