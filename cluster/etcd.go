@@ -609,8 +609,14 @@ func (n *Node) health(ctx context.Context) {
 // logStaleness logs when the view becomes stale or current again, and
 // notifies topology watchers; it returns whether the view is stale now.
 func (n *Node) logStaleness(was bool) bool {
+	if n.ViewConfirmedAt().IsZero() {
+		// Not read yet: nothing to call stale or current. Returning was
+		// (not "stale") keeps the first real staleness a transition that
+		// gets logged, however soon it comes.
+		return was
+	}
 	stale, age := n.viewStale(time.Now())
-	if n.ViewConfirmedAt().IsZero() || stale == was {
+	if stale == was {
 		return stale
 	}
 	if stale {
