@@ -7,13 +7,9 @@
 package kerberos
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"testing"
-	"time"
-
-	"go.uber.org/goleak"
 
 	"github.com/hiveqd/hiveqd/internal/testenv"
 	"github.com/hiveqd/hiveqd/tests/harness"
@@ -26,25 +22,5 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "tests/kerberos: skipped:", err)
 		os.Exit(0)
 	}
-	dir, err := os.MkdirTemp("", "hiveqd-krb-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	bins, err = harness.Build(ctx, dir, true, "hiveqd", "hs2sim")
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.RemoveAll(dir)
-	os.Exit(code)
+	harness.Main(m, &bins, true, true, "hiveqd", "hs2sim")
 }
