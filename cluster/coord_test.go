@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/hiveqd/hiveqd/cluster"
+	"github.com/hiveqd/hiveqd/hs2"
 	"github.com/hiveqd/hiveqd/internal/testenv"
 	"github.com/hiveqd/hiveqd/metrics"
 	"github.com/hiveqd/hiveqd/routing"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // A failure report already in etcd when a term starts is acted on once the
@@ -81,6 +83,14 @@ func TestDeletedRouteRepublished(t *testing.T) {
 	w.current().choose(&ep2, "second")
 	waitRoute(t, 10*time.Second, "a", s2, 2, rs...)
 
+	deleteRouteWaitRepublish(t, cli, s2, 3, rs...)
+}
+
+// deleteRouteWaitRepublish deletes connector "a"'s published route and
+// waits until the leader republishes ep at epoch and every replica in rs
+// routes to it.
+func deleteRouteWaitRepublish(t *testing.T, cli *clientv3.Client, ep hs2.Endpoint, epoch uint64, rs ...*replica) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := cli.Delete(ctx, "/hiveqd/"+clusterName+"/connectors/a"); err != nil {
@@ -88,12 +98,12 @@ func TestDeletedRouteRepublished(t *testing.T) {
 	}
 	testenv.Eventually(t, 10*time.Second, func() error {
 		r, ok := published(t, cli, "a")
-		if !ok || r.Epoch != 3 || r.Endpoint == nil || *r.Endpoint != s2 {
-			return fmt.Errorf("published %+v (present %v), want s2 at epoch 3", r, ok)
+		if !ok || r.Epoch != epoch || r.Endpoint == nil || *r.Endpoint != ep {
+			return fmt.Errorf("published %+v (present %v), want %v at epoch %d", r, ok, ep, epoch)
 		}
 		return nil
 	})
-	waitRoute(t, 10*time.Second, "a", s2, 3, rs...)
+	waitRoute(t, 10*time.Second, "a", ep, epoch, rs...)
 }
 
 // A fresh leader never publishes below the epochs replicas hold, and a
@@ -293,17 +303,7 @@ func TestDeletedAdoptedRouteRepublished(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := cli.Delete(ctx, "/hiveqd/"+clusterName+"/connectors/a"); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, 10*time.Second, func() error {
-		r, ok := published(t, cli, "a")
-		if !ok || r.Epoch != 5 || r.Endpoint == nil || *r.Endpoint != s1 {
-			return fmt.Errorf("published %+v (present %v), want s1 at epoch 5", r, ok)
-		}
-		return nil
-	})
-	waitRoute(t, 10*time.Second, "a", s1, 5, rs...)
+	deleteRouteWaitRepublish(t, cli, s1, 5, rs...)
 }
 
 // etcd restored from an older snapshot (an operator's restore from backup:

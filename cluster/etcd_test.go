@@ -20,15 +20,22 @@ func hiveConn(p *prober) []cluster.ConnectorConfig {
 	return []cluster.ConnectorConfig{{Name: "hive", NewSelector: realSelector("hive", p, s1, s2)}}
 }
 
+// threeReplicas starts r1, r2 and r3, each with one connector "hive" that
+// probes through p.
+func threeReplicas(t *testing.T, endpoints []string, p *prober) []*replica {
+	var rs []*replica
+	for _, id := range []string{"r1", "r2", "r3"} {
+		rs = append(rs, startReplica(t, id, endpoints, hiveConn(p)))
+	}
+	return rs
+}
+
 func TestPublishFollowTopology(t *testing.T) {
 	e := testenv.StartEtcd(t)
 	cli := client(t, e.Endpoints())
 	epochMonitor(t, cli)
 	p := newProber()
-	var rs []*replica
-	for _, id := range []string{"r1", "r2", "r3"} {
-		rs = append(rs, startReplica(t, id, e.Endpoints(), hiveConn(p)))
-	}
+	rs := threeReplicas(t, e.Endpoints(), p)
 	leader := waitLeader(t, 10*time.Second, rs...)
 	waitRoute(t, 10*time.Second, "hive", s1, 1, rs...)
 	got, _ := published(t, cli, "hive")
@@ -151,10 +158,7 @@ func TestHandoverAdoptsPublishedServer(t *testing.T) {
 	cli := client(t, e.Endpoints())
 	epochMonitor(t, cli)
 	p := newProber()
-	var rs []*replica
-	for _, id := range []string{"r1", "r2", "r3"} {
-		rs = append(rs, startReplica(t, id, e.Endpoints(), hiveConn(p)))
-	}
+	rs := threeReplicas(t, e.Endpoints(), p)
 	first := waitLeader(t, 10*time.Second, rs...)
 	waitRoute(t, 10*time.Second, "hive", s1, 1, rs...)
 	before, _ := published(t, cli, "hive")
@@ -204,10 +208,7 @@ func TestManyReportsOneFailover(t *testing.T) {
 	cli := client(t, e.Endpoints())
 	epochMonitor(t, cli)
 	p := newProber()
-	var rs []*replica
-	for _, id := range []string{"r1", "r2", "r3"} {
-		rs = append(rs, startReplica(t, id, e.Endpoints(), hiveConn(p)))
-	}
+	rs := threeReplicas(t, e.Endpoints(), p)
 	waitLeader(t, 10*time.Second, rs...)
 	waitRoute(t, 10*time.Second, "hive", s1, 1, rs...)
 
@@ -341,10 +342,7 @@ func TestNoServerThenOne(t *testing.T) {
 func TestEtcdRestartKeepsRoutes(t *testing.T) {
 	e := testenv.StartEtcd(t)
 	p := newProber()
-	var rs []*replica
-	for _, id := range []string{"r1", "r2", "r3"} {
-		rs = append(rs, startReplica(t, id, e.Endpoints(), hiveConn(p)))
-	}
+	rs := threeReplicas(t, e.Endpoints(), p)
 	waitLeader(t, 10*time.Second, rs...)
 	waitRoute(t, 10*time.Second, "hive", s1, 1, rs...)
 

@@ -34,6 +34,19 @@ func campaign(t *testing.T, ctx context.Context, cli *clientv3.Client, prefix, i
 	return s, leaderelect.Term{Key: e.Key(), Rev: e.Rev(), Lease: s.Lease()}
 }
 
+// fenceNode is a node of cluster, not run, whose one connector "hive" has
+// no selector: the tests drive its connLeader by hand.
+func fenceNode(t *testing.T, endpoints []string, cluster, id string) (*Node, ConnectorConfig) {
+	t.Helper()
+	cc := ConnectorConfig{Name: "hive", NewSelector: func() Selector { return nil }}
+	n, err := NewEtcd(EtcdConfig{Etcd: clientv3.Config{Endpoints: endpoints}, Cluster: cluster, ReplicaID: id,
+		Connectors: []ConnectorConfig{cc}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, cc
+}
+
 // A leader that lost its election key can never write a route, and a write
 // computed from a superseded epoch fails and reloads.
 func TestFencedWrites(t *testing.T) {
@@ -45,13 +58,7 @@ func TestFencedWrites(t *testing.T) {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-
-	cc := ConnectorConfig{Name: "hive", NewSelector: func() Selector { return nil }}
-	n, err := NewEtcd(EtcdConfig{Etcd: clientv3.Config{Endpoints: e.Endpoints()}, Cluster: "f", ReplicaID: "old",
-		Connectors: []ConnectorConfig{cc}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, cc := fenceNode(t, e.Endpoints(), "f", "old")
 	sa, termA := campaign(t, ctx, cli, n.keys.leader(), "old")
 	n.cli = cli
 	leaderA := &connLeader{n: n, cc: cc, lt: termA, key: n.keys.connector("hive"), wake: make(chan struct{}, 1)}
@@ -95,11 +102,7 @@ func TestFencedWrites(t *testing.T) {
 
 	// B writes from a stale view (it loaded before a concurrent write):
 	// the epoch check fails, B reloads and publishes on top of it.
-	nB, err := NewEtcd(EtcdConfig{Etcd: clientv3.Config{Endpoints: e.Endpoints()}, Cluster: "f", ReplicaID: "new",
-		Connectors: []ConnectorConfig{cc}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nB, _ := fenceNode(t, e.Endpoints(), "f", "new")
 	nB.cli = cli
 	leaderB := &connLeader{n: nB, cc: cc, lt: termB, key: leaderA.key, wake: make(chan struct{}, 1)}
 	if !leaderB.load(ctx) {
@@ -176,12 +179,7 @@ func TestLaggingMirrorNeverRepublishes(t *testing.T) {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cc := ConnectorConfig{Name: "hive", NewSelector: func() Selector { return nil }}
-	n, err := NewEtcd(EtcdConfig{Etcd: clientv3.Config{Endpoints: e.Endpoints()}, Cluster: "lag", ReplicaID: "l",
-		Connectors: []ConnectorConfig{cc}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, cc := fenceNode(t, e.Endpoints(), "lag", "l")
 	_, term := campaign(t, ctx, cli, n.keys.leader(), "l")
 	n.cli = cli
 	c := &connLeader{n: n, cc: cc, lt: term, key: n.keys.connector("hive"), wake: make(chan struct{}, 1)}

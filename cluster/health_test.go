@@ -24,10 +24,7 @@ func TestEtcdDeadVersusDrain(t *testing.T) {
 	cli := client(t, e.Endpoints())
 	epochMonitor(t, cli)
 	p := newProber()
-	var rs []*replica
-	for _, id := range []string{"r1", "r2", "r3"} {
-		rs = append(rs, startReplica(t, id, e.Endpoints(), hiveConn(p)))
-	}
+	rs := threeReplicas(t, e.Endpoints(), p)
 	leader := waitLeader(t, 10*time.Second, rs...)
 	waitRoute(t, 10*time.Second, "hive", s1, 1, rs...)
 	var follower *replica
