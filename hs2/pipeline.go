@@ -135,7 +135,11 @@ func (s *Session) drainFirst(fn func(context.Context) (*hiveserver.TStatus, erro
 			ahead := s.ahead
 			s.ahead = nil
 			for _, a := range ahead {
-				if _, err := s.recvFetch(ctx, a.seqID, nil); err != nil {
+				// An exception HS2 answered leaves the stream in step:
+				// read on, or the answers after it would go unread and
+				// answer the session's next call (a statement sent,
+				// then failed as if HS2 might not have run it).
+				if _, err := s.recvFetch(ctx, a.seqID, nil); err != nil && !answered(err) {
 					return nil, err
 				}
 			}

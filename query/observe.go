@@ -53,6 +53,12 @@ func Observers(fs ...ObserveFunc) ObserveFunc {
 				m = append(m, qo)
 			}
 		}
+		switch len(m) {
+		case 0:
+			return nil // a nil multiObserver would be a non-nil interface
+		case 1:
+			return m[0]
+		}
 		return m
 	}
 }

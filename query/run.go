@@ -36,7 +36,7 @@ type queryRun struct {
 	start       time.Time
 	maxRows     int64 // 0: none
 	serverLimit bool  // maxRows is the replica's limit, not the client's
-	read        bool  // IsRead(req.Statement)
+	read        bool  // a metadata call, or IsRead(req.Statement)
 	emitFn      func(Event) error
 	run         *run
 	logger      *slog.Logger // made by log on first use
