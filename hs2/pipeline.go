@@ -231,13 +231,11 @@ func (o *Operation) SchemaAhead(ctx context.Context, rows, next int) (Schema, er
 	defer s.release()
 	var resp *hiveserver.TGetResultSetMetadataResp
 	err := s.callLocked(ctx, "GetResultSetMetadata", callOpts{keepAhead: o}, func(ctx context.Context) (*hiveserver.TStatus, error) {
-		if len(s.ahead) > 0 { // requests already ahead for o: just the schema
-			var err error
-			resp, err = s.client.GetResultSetMetadata(ctx, &hiveserver.TGetResultSetMetadataReq{OperationHandle: o.h})
-			if err != nil {
-				return nil, err
-			}
-			return resp.Status, nil
+		if len(s.ahead) > 0 {
+			// Fetches for o are in flight after an earlier SchemaAhead
+			// failed: their answers come next on the wire, so a plain
+			// metadata call would read one of them. Refuse, sending nothing.
+			return nil, errors.New("hs2: schema asked again while the operation's fetches are in flight")
 		}
 		var seq int32
 		err := s.corked(func() error {
