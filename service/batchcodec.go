@@ -269,17 +269,16 @@ func encodeBatch(b *hs2.Batch, compact, check bool) (mem.BufferSlice, error) {
 		}
 		w.out = append(w.out, tag)
 		w.out = protowire.AppendVarint(w.out, uint64(cs.values))
+		start := len(w.out)
 		if compact {
 			w.compact(v, cs.payload)
-			if check && v.Kind == hs2.KindString && !utf8.Valid(varData(v)) {
-				return nil, errInvalidUTF8
-			}
-			continue
+		} else {
+			w.out = appendValues(w.out, v, cs.payload)
 		}
-		start := len(w.out)
-		w.out = appendValues(w.out, v, cs.payload)
-		if check && v.Kind == hs2.KindString && !validColumn(w.out[start:], v, false) {
-			batchBuffers.Put(buf)
+		if check && v.Kind == hs2.KindString && !validColumn(w.out[start:], v, compact) {
+			if buf != nil {
+				batchBuffers.Put(buf)
+			}
 			return nil, errInvalidUTF8
 		}
 	}
