@@ -410,23 +410,7 @@ func appendValues(b []byte, v *hs2.Vector, payload int) []byte {
 		}
 		return b
 	}
-	if payload == 0 {
-		return b
-	}
-	b = append(b, tagValues)
-	b = protowire.AppendVarint(b, uint64(payload))
-	switch v.Kind {
-	case hs2.KindBool:
-		// A Go bool is one byte, 0 or 1: its packed encoding exactly.
-		b = append(b, asBytes(v.Bools)...)
-	case hs2.KindInt32:
-		b = appendVarints(b, v.Int32s)
-	case hs2.KindInt64:
-		b = appendVarints(b, v.Int64s)
-	case hs2.KindDouble:
-		b = appendFixed(b, v.Doubles)
-	}
-	return b
+	return appendScalars(b, v, payload, false)
 }
 
 // appendCompact writes the compact layout's values message: packed
@@ -443,6 +427,13 @@ func appendCompact(b []byte, v *hs2.Vector, payload int) []byte {
 		b = protowire.AppendVarint(b, uint64(4*(v.Len()+1)))
 		return appendOffsets(b, v.Offsets, v.Len())
 	}
+	return appendScalars(b, v, payload, true)
+}
+
+// appendScalars writes a bool, int or double column's packed values field,
+// if it has a payload: ints as varints in the old layout, fixed-width in
+// the compact one.
+func appendScalars(b []byte, v *hs2.Vector, payload int, compact bool) []byte {
 	if payload == 0 {
 		return b
 	}
@@ -450,11 +441,18 @@ func appendCompact(b []byte, v *hs2.Vector, payload int) []byte {
 	b = protowire.AppendVarint(b, uint64(payload))
 	switch v.Kind {
 	case hs2.KindBool:
+		// A Go bool is one byte, 0 or 1: its packed encoding exactly.
 		b = append(b, asBytes(v.Bools)...)
 	case hs2.KindInt32:
-		b = appendFixed(b, v.Int32s)
+		if compact {
+			return appendFixed(b, v.Int32s)
+		}
+		return appendVarints(b, v.Int32s)
 	case hs2.KindInt64:
-		b = appendFixed(b, v.Int64s)
+		if compact {
+			return appendFixed(b, v.Int64s)
+		}
+		return appendVarints(b, v.Int64s)
 	case hs2.KindDouble:
 		b = appendFixed(b, v.Doubles)
 	}
