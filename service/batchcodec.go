@@ -212,13 +212,7 @@ func encodeBatch(b *hs2.Batch, compact, check bool) (mem.BufferSlice, error) {
 		sizes = make([]colSize, 0, len(b.Columns))
 	}
 	rows := int64(int32(b.Rows)) // RowBatch.row_count is an int32
-	body := 0
-	if b.StartRow != 0 {
-		body += 1 + protowire.SizeVarint(uint64(b.StartRow))
-	}
-	if rows != 0 {
-		body += 1 + protowire.SizeVarint(uint64(rows))
-	}
+	body := headerSize(b)
 	refs := compact && nativeLE
 	shared := 0 // bytes likely sent from the batch's memory (a size hint)
 	for i := range b.Columns {
