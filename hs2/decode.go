@@ -319,12 +319,8 @@ func b2u(b bool) byte {
 func (d *decoder) widen8(ctx context.Context, n int) ([]int32, error) {
 	out := make([]int32, n)
 	if d.raw == nil {
-		for i := range out {
-			x, err := d.p.ReadByte(ctx)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = int32(x)
+		if err := readEach(ctx, out, d.p.ReadByte); err != nil {
+			return nil, err
 		}
 		return out, nil
 	}
@@ -343,12 +339,8 @@ func (d *decoder) widen8(ctx context.Context, n int) ([]int32, error) {
 func (d *decoder) widen16(ctx context.Context, n int) ([]int32, error) {
 	out := make([]int32, n)
 	if d.raw == nil {
-		for i := range out {
-			x, err := d.p.ReadI16(ctx)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = int32(x)
+		if err := readEach(ctx, out, d.p.ReadI16); err != nil {
+			return nil, err
 		}
 		return out, nil
 	}
@@ -381,12 +373,8 @@ func (d *decoder) doubles(ctx context.Context, n int) ([]float64, error) {
 func readFixed[T int32 | int64 | float64](ctx context.Context, d *decoder, n int, readOne func(context.Context) (T, error)) ([]T, error) {
 	out := make([]T, n)
 	if d.raw == nil {
-		for i := range out {
-			x, err := readOne(ctx)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = x
+		if err := readEach(ctx, out, readOne); err != nil {
+			return nil, err
 		}
 		return out, nil
 	}
@@ -409,6 +397,19 @@ func readFixed[T int32 | int64 | float64](ctx context.Context, d *decoder, n int
 		}
 	}
 	return out, nil
+}
+
+// readEach fills out one value at a time with readOne, converting each:
+// the path without a raw reader shared by widen8, widen16 and readFixed.
+func readEach[S, T int8 | int16 | int32 | int64 | float64](ctx context.Context, out []T, readOne func(context.Context) (S, error)) error {
+	for i := range out {
+		x, err := readOne(ctx)
+		if err != nil {
+			return err
+		}
+		out[i] = T(x)
+	}
+	return nil
 }
 
 // varlen reads n strings or binaries into one buffer (starting with room

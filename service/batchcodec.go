@@ -212,13 +212,7 @@ func encodeBatch(b *hs2.Batch, compact, check bool) (mem.BufferSlice, error) {
 		sizes = make([]colSize, 0, len(b.Columns))
 	}
 	rows := int64(int32(b.Rows)) // RowBatch.row_count is an int32
-	body := 0
-	if b.StartRow != 0 {
-		body += 1 + protowire.SizeVarint(uint64(b.StartRow))
-	}
-	if rows != 0 {
-		body += 1 + protowire.SizeVarint(uint64(rows))
-	}
+	body := headerSize(b)
 	refs := compact && nativeLE
 	shared := 0 // bytes likely sent from the batch's memory (a size hint)
 	for i := range b.Columns {
@@ -269,17 +263,16 @@ func encodeBatch(b *hs2.Batch, compact, check bool) (mem.BufferSlice, error) {
 		}
 		w.out = append(w.out, tag)
 		w.out = protowire.AppendVarint(w.out, uint64(cs.values))
+		start := len(w.out)
 		if compact {
 			w.compact(v, cs.payload)
-			if check && v.Kind == hs2.KindString && !utf8.Valid(varData(v)) {
-				return nil, errInvalidUTF8
-			}
-			continue
+		} else {
+			w.out = appendValues(w.out, v, cs.payload)
 		}
-		start := len(w.out)
-		w.out = appendValues(w.out, v, cs.payload)
-		if check && v.Kind == hs2.KindString && !validColumn(w.out[start:], v, false) {
-			batchBuffers.Put(buf)
+		if check && v.Kind == hs2.KindString && !validColumn(w.out[start:], v, compact) {
+			if buf != nil {
+				batchBuffers.Put(buf)
+			}
 			return nil, errInvalidUTF8
 		}
 	}
@@ -411,23 +404,7 @@ func appendValues(b []byte, v *hs2.Vector, payload int) []byte {
 		}
 		return b
 	}
-	if payload == 0 {
-		return b
-	}
-	b = append(b, tagValues)
-	b = protowire.AppendVarint(b, uint64(payload))
-	switch v.Kind {
-	case hs2.KindBool:
-		// A Go bool is one byte, 0 or 1: its packed encoding exactly.
-		b = append(b, asBytes(v.Bools)...)
-	case hs2.KindInt32:
-		b = appendVarints(b, v.Int32s)
-	case hs2.KindInt64:
-		b = appendVarints(b, v.Int64s)
-	case hs2.KindDouble:
-		b = appendFixed(b, v.Doubles)
-	}
-	return b
+	return appendScalars(b, v, payload, false)
 }
 
 // appendCompact writes the compact layout's values message: packed
@@ -444,6 +421,13 @@ func appendCompact(b []byte, v *hs2.Vector, payload int) []byte {
 		b = protowire.AppendVarint(b, uint64(4*(v.Len()+1)))
 		return appendOffsets(b, v.Offsets, v.Len())
 	}
+	return appendScalars(b, v, payload, true)
+}
+
+// appendScalars writes a bool, int or double column's packed values field,
+// if it has a payload: ints as varints in the old layout, fixed-width in
+// the compact one.
+func appendScalars(b []byte, v *hs2.Vector, payload int, compact bool) []byte {
 	if payload == 0 {
 		return b
 	}
@@ -451,11 +435,18 @@ func appendCompact(b []byte, v *hs2.Vector, payload int) []byte {
 	b = protowire.AppendVarint(b, uint64(payload))
 	switch v.Kind {
 	case hs2.KindBool:
+		// A Go bool is one byte, 0 or 1: its packed encoding exactly.
 		b = append(b, asBytes(v.Bools)...)
 	case hs2.KindInt32:
-		b = appendFixed(b, v.Int32s)
+		if compact {
+			return appendFixed(b, v.Int32s)
+		}
+		return appendVarints(b, v.Int32s)
 	case hs2.KindInt64:
-		b = appendFixed(b, v.Int64s)
+		if compact {
+			return appendFixed(b, v.Int64s)
+		}
+		return appendVarints(b, v.Int64s)
 	case hs2.KindDouble:
 		b = appendFixed(b, v.Doubles)
 	}

@@ -20,17 +20,24 @@ const MetaRow = "row"
 // batchSize is the exact encoded size of b as an ExecuteResponse in the
 // old or the compact layout.
 func batchSize(b *hs2.Batch, compact bool) int {
-	body := 0
-	if b.StartRow != 0 {
-		body += 1 + protowire.SizeVarint(uint64(b.StartRow))
-	}
-	if rows := int64(int32(b.Rows)); rows != 0 {
-		body += 1 + protowire.SizeVarint(uint64(rows))
-	}
+	body := headerSize(b)
 	for i := range b.Columns {
 		body += lenField(sizeColumn(&b.Columns[i], compact).msg)
 	}
 	return lenField(body)
+}
+
+// headerSize is the encoded size of a RowBatch's start_row and row_count
+// fields: shared by batchSize and encodeBatch.
+func headerSize(b *hs2.Batch) int {
+	n := 0
+	if b.StartRow != 0 {
+		n += 1 + protowire.SizeVarint(uint64(b.StartRow))
+	}
+	if rows := int64(int32(b.Rows)); rows != 0 { // RowBatch.row_count is an int32
+		n += 1 + protowire.SizeVarint(uint64(rows))
+	}
+	return n
 }
 
 // checkBatchSize refuses a batch too large for one message. The engine
