@@ -732,6 +732,18 @@ func TestTransportFailureAfterAccept(t *testing.T) {
 }
 
 func TestStalePooledSession(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		req  query.Request
+	}{
+		{"statement", query.Request{Statement: "SELECT * FROM default.employees"}},
+		{"metadata", query.Request{Meta: &hs2.MetaRequest{Call: hs2.MetaTables}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testStalePooledSession(t, tc.req) })
+	}
+}
+
+func testStalePooledSession(t *testing.T, req query.Request) {
 	s := sim(t)
 	p, err := testenv.NewProxy(s.Addr())
 	if err != nil {
@@ -742,17 +754,17 @@ func TestStalePooledSession(t *testing.T) {
 	host, port := splitAddr(t, p.Addr())
 	e.table.Update(routing.Route{Connector: conn, Epoch: 1, Endpoint: &hs2.Endpoint{Host: host, Port: port}})
 	ctx := ctxT(t, 30*time.Second)
-	if res := e.run(ctx, query.Request{Statement: "SELECT * FROM default.employees"}, nil); res.err != nil {
+	if res := e.run(ctx, req, nil); res.err != nil {
 		t.Fatal(res.err)
 	}
 	if st := e.engine.PoolStats(); st.Idle != 1 {
 		t.Fatalf("pool %+v", st)
 	}
-	// The pooled session's connection dies while idle; the next query
+	// The pooled session's connection dies while idle; the next request
 	// must neither fail for it nor blame the server.
 	p.SetMode(testenv.Refuse)
 	p.SetMode(testenv.Pass)
-	res := e.run(ctx, query.Request{Statement: "SELECT * FROM default.employees"}, nil)
+	res := e.run(ctx, req, nil)
 	if res.err != nil {
 		t.Fatal(res.err)
 	}

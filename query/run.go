@@ -130,10 +130,7 @@ func (a *attempt) submit() error {
 	if err == nil {
 		return nil
 	}
-	var te *hs2.TransportError
-	// Only a statement that may run again: a lost answer to
-	// ExecuteStatement does not prove HS2 never ran it.
-	if errors.As(err, &te) && te.Call == "ExecuteStatement" && q.read && !q.staleRetried && !a.lost() && a.ctx.Err() == nil {
+	if q.staleSession(err) && !a.lost() && a.ctx.Err() == nil {
 		// A pooled session may have died while idle (HS2 restarted,
 		// a firewall dropped the connection): reset the pool, whose
 		// other idle sessions likely died too, and retry once at once
@@ -144,6 +141,21 @@ func (a *attempt) submit() error {
 		return &retryable{stale: true, err: a.meta(newError(Unavailable, ReasonNoHS2, err, "HiveServer2 %s is unreachable", q.server))}
 	}
 	return a.classify(err)
+}
+
+// staleSession reports whether err, from the call that submits the
+// request, may be a pooled session that died while idle, and the request
+// may be sent again: a read (a lost answer to ExecuteStatement does not
+// prove HS2 never ran it) or a metadata call, retried once per query.
+func (q *queryRun) staleSession(err error) bool {
+	var te *hs2.TransportError
+	if !errors.As(err, &te) || !q.read || q.staleRetried {
+		return false
+	}
+	if m := q.req.Meta; m != nil {
+		return te.Call == m.Call.String()
+	}
+	return te.Call == "ExecuteStatement"
 }
 
 // open leases a session as call would, and also stops waiting when the
