@@ -8,10 +8,11 @@ import (
 	"io"
 	"math"
 	"slices"
-	"unsafe"
 
 	"github.com/apache/thrift/lib/go/thrift"
 	"github.com/beltran/gohive/hiveserver"
+
+	"github.com/hiveqd/hiveqd/internal/memview"
 )
 
 // A FetchResults answer is decoded here by hand, straight into a Batch,
@@ -279,14 +280,6 @@ func (d *decoder) readFull(b []byte) error {
 	return nil
 }
 
-// asBytes is the memory of xs as bytes.
-func asBytes[T any](xs []T) []byte {
-	if len(xs) == 0 {
-		return nil
-	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(xs))), len(xs)*int(unsafe.Sizeof(xs[0])))
-}
-
 func (d *decoder) bools(ctx context.Context, n int) ([]bool, error) {
 	out := make([]bool, n)
 	if d.raw == nil {
@@ -299,7 +292,7 @@ func (d *decoder) bools(ctx context.Context, n int) ([]bool, error) {
 		}
 		return out, nil
 	}
-	raw := asBytes(out)
+	raw := memview.Bytes(out)
 	if err := d.readFull(raw); err != nil {
 		return nil, err
 	}
@@ -326,7 +319,7 @@ func (d *decoder) widen8(ctx context.Context, n int) ([]int32, error) {
 	}
 	// Read into the top quarter of out's memory and widen upwards: the
 	// source byte is read before any write reaches it.
-	raw := asBytes(out)[3*n:]
+	raw := memview.Bytes(out)[3*n:]
 	if err := d.readFull(raw); err != nil {
 		return nil, err
 	}
@@ -344,7 +337,7 @@ func (d *decoder) widen16(ctx context.Context, n int) ([]int32, error) {
 		}
 		return out, nil
 	}
-	raw := asBytes(out)[2*n:] // the top half; widened upwards as in widen8
+	raw := memview.Bytes(out)[2*n:] // the top half; widened upwards as in widen8
 	if err := d.readFull(raw); err != nil {
 		return nil, err
 	}
@@ -378,7 +371,7 @@ func readFixed[T int32 | int64 | float64](ctx context.Context, d *decoder, n int
 		}
 		return out, nil
 	}
-	raw := asBytes(out)
+	raw := memview.Bytes(out)
 	if err := d.readFull(raw); err != nil {
 		return nil, err
 	}

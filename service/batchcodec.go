@@ -6,7 +6,6 @@ import (
 	"math"
 	"sync"
 	"unicode/utf8"
-	"unsafe"
 
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -14,6 +13,7 @@ import (
 
 	hiveqv1 "github.com/hiveqd/hiveqd/gen/hiveq/v1"
 	"github.com/hiveqd/hiveqd/hs2"
+	"github.com/hiveqd/hiveqd/internal/memview"
 )
 
 // Batches are nearly all of what hiveqd sends. Built as protobuf messages
@@ -79,14 +79,6 @@ var compactFields = [...]byte{hs2.KindInt32: 8, hs2.KindInt64: 9, hs2.KindString
 // nativeLE: the host stores integers little-endian, as protobuf's fixed
 // types are, so fixed-width columns are copied as memory.
 var nativeLE = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
-
-// asBytes is the memory of xs as bytes.
-func asBytes[T any](xs []T) []byte {
-	if len(xs) == 0 {
-		return nil
-	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(xs))), len(xs)*int(unsafe.Sizeof(xs[0])))
-}
 
 // varData is a string or bytes column's values, end to end.
 func varData(v *hs2.Vector) []byte {
@@ -347,7 +339,7 @@ func (w *msgWriter) compact(v *hs2.Vector, payload int) {
 		w.out = append(w.out, tagOffsets)
 		w.out = protowire.AppendVarint(w.out, uint64(4*(v.Len()+1)))
 		if len(v.Offsets) > 0 && v.Offsets[0] == 0 {
-			w.put(asBytes(v.Offsets[:v.Len()+1]))
+			w.put(memview.Bytes(v.Offsets[:v.Len()+1]))
 			return
 		}
 		w.out = appendOffsets(w.out, v.Offsets, v.Len())
@@ -360,13 +352,13 @@ func (w *msgWriter) compact(v *hs2.Vector, payload int) {
 	w.out = protowire.AppendVarint(w.out, uint64(payload))
 	switch v.Kind {
 	case hs2.KindBool:
-		w.put(asBytes(v.Bools))
+		w.put(memview.Bytes(v.Bools))
 	case hs2.KindInt32:
-		w.put(asBytes(v.Int32s))
+		w.put(memview.Bytes(v.Int32s))
 	case hs2.KindInt64:
-		w.put(asBytes(v.Int64s))
+		w.put(memview.Bytes(v.Int64s))
 	case hs2.KindDouble:
-		w.put(asBytes(v.Doubles))
+		w.put(memview.Bytes(v.Doubles))
 	}
 }
 
@@ -436,7 +428,7 @@ func appendScalars(b []byte, v *hs2.Vector, payload int, compact bool) []byte {
 	switch v.Kind {
 	case hs2.KindBool:
 		// A Go bool is one byte, 0 or 1: its packed encoding exactly.
-		b = append(b, asBytes(v.Bools)...)
+		b = append(b, memview.Bytes(v.Bools)...)
 	case hs2.KindInt32:
 		if compact {
 			return appendFixed(b, v.Int32s)
@@ -457,7 +449,7 @@ func appendScalars(b []byte, v *hs2.Vector, payload int, compact bool) []byte {
 // host.
 func appendFixed[T int32 | int64 | float64](b []byte, xs []T) []byte {
 	if nativeLE {
-		return append(b, asBytes(xs)...)
+		return append(b, memview.Bytes(xs)...)
 	}
 	for _, x := range xs {
 		switch x := any(x).(type) {
@@ -484,7 +476,7 @@ func appendOffsets(b []byte, offs []int32, n int) []byte {
 		}
 		return b
 	}
-	return append(b, asBytes(offs[:n+1])...)
+	return append(b, memview.Bytes(offs[:n+1])...)
 }
 
 // appendVarints writes xs as varints (an int32 sign-extended, as protobuf

@@ -13,6 +13,7 @@ import (
 
 	hiveqv1 "github.com/hiveqd/hiveqd/gen/hiveq/v1"
 	"github.com/hiveqd/hiveqd/hs2"
+	"github.com/hiveqd/hiveqd/internal/memview"
 	"github.com/hiveqd/hiveqd/query"
 )
 
@@ -171,16 +172,16 @@ func TestMarshalBatchCompactSharesBatchMemory(t *testing.T) {
 		var arr []byte
 		switch v.Kind {
 		case hs2.KindInt64:
-			arr = asBytes(v.Int64s)
+			arr = memview.Bytes(v.Int64s)
 		case hs2.KindInt32:
-			arr = asBytes(v.Int32s)
+			arr = memview.Bytes(v.Int32s)
 		case hs2.KindDouble:
-			arr = asBytes(v.Doubles)
+			arr = memview.Bytes(v.Doubles)
 		case hs2.KindBool:
-			arr = asBytes(v.Bools)
+			arr = memview.Bytes(v.Bools)
 		case hs2.KindString, hs2.KindBytes:
 			arr = varData(v)
-			if !aliases(asBytes(v.Offsets)) {
+			if !aliases(memview.Bytes(v.Offsets)) {
 				t.Errorf("column %d (kind %d): offsets copied, want shared", i, v.Kind)
 			}
 		}
