@@ -126,6 +126,7 @@ type Syncer struct {
 	eventRev    int64   // highest event response header since it
 	progressRev int64   // highest progress response header since it
 	asked       []int64 // per unanswered progress request, eventRev when sent
+	watches     uint64  // watches opened, naming each one's gRPC stream
 
 	mu     sync.Mutex
 	status Status
@@ -254,18 +255,27 @@ func (s *Syncer) read(ctx context.Context, cli *clientv3.Client, apply func(Upda
 // resync; it returns why.
 func (s *Syncer) watch(ctx context.Context, cli *clientv3.Client, rev int64, apply func(Update) error) error {
 	// The progress request must carry the watch's metadata: the client
-	// multiplexes watches onto streams keyed by it.
+	// multiplexes watches onto streams keyed by it. Each watch gets a
+	// stream of its own: the client sends a stream's next watch only once
+	// etcd confirmed the one before, so a watch abandoned before that
+	// (its create request lost) would hold every later one on the stream.
+	s.watches++
 	wctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx),
-		"hiveqd-etcdsync", fmt.Sprintf("%p", s)))
-	defer cancel()
+		"hiveqd-etcdsync", fmt.Sprintf("%p/%d", s, s.watches)))
 	s.asked = s.asked[:0]
-	// No WithProgressNotify: etcd's own periodic progress responses would
-	// answer no request of ours; ours come every ProgressInterval.
-	opts := []clientv3.OpOption{clientv3.WithRev(rev)}
-	if s.cfg.Prefix {
-		opts = append(opts, clientv3.WithPrefix())
-	}
-	wch := cli.Watch(wctx, s.cfg.Key, opts...)
+	// cli.Watch returns once etcd confirms the watch: it waits in a
+	// goroutine, so that a confirmation that never comes is a stall like
+	// any other rather than a hang. (The abandoned watch's stream stays
+	// open, idle, until the client is closed.)
+	created := make(chan clientv3.WatchChan, 1)
+	go func() { created <- s.startWatch(wctx, cli, rev) }()
+	defer func() {
+		cancel() // cli.Watch returns when its context ends
+		if created != nil {
+			<-created
+		}
+	}()
+	var wch clientv3.WatchChan
 	var resync <-chan time.Time
 	if s.cfg.ResyncInterval > 0 {
 		resync = s.cfg.Clock.After(s.cfg.ResyncInterval)
@@ -290,6 +300,8 @@ func (s *Syncer) watch(ctx context.Context, cli *clientv3.Client, rev int64, app
 			}
 			s.requestProgress(wctx, cli)
 			tick = s.cfg.Clock.After(s.cfg.ProgressInterval)
+		case wch = <-created:
+			created = nil
 		case wr, ok := <-wch:
 			if !ok {
 				return errors.New("watch channel closed")
@@ -303,6 +315,17 @@ func (s *Syncer) watch(ctx context.Context, cli *clientv3.Client, rev int64, app
 			}
 		}
 	}
+}
+
+// startWatch opens the watch from rev. No WithProgressNotify: etcd's own
+// periodic progress responses would answer no request of ours; ours come
+// every ProgressInterval.
+func (s *Syncer) startWatch(wctx context.Context, cli *clientv3.Client, rev int64) clientv3.WatchChan {
+	opts := []clientv3.OpOption{clientv3.WithRev(rev)}
+	if s.cfg.Prefix {
+		opts = append(opts, clientv3.WithPrefix())
+	}
+	return cli.Watch(wctx, s.cfg.Key, opts...)
 }
 
 func (s *Syncer) requestProgress(wctx context.Context, cli *clientv3.Client) {

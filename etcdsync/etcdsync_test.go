@@ -8,12 +8,15 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/hiveqd/hiveqd/etcdsync"
 	"github.com/hiveqd/hiveqd/internal/testenv"
@@ -362,5 +365,67 @@ func TestProgressBehindEventsIsNoRewind(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() error { return v.equals(map[string]string{"/p/a": fmt.Sprint(n - 1)}) })
 	if r := log.rewinds(); len(r) > 0 {
 		t.Fatalf("%d false rewinds under writes, first: %s", len(r), r[0])
+	}
+}
+
+// loseCreates is a gRPC stream interceptor that drops the first n watch
+// create requests on their way to etcd, reporting them sent: etcd never
+// confirms those watches, as when a create request is lost on a link that
+// stays up.
+func loseCreates(n int) grpc.StreamClientInterceptor {
+	var lost atomic.Int32
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		cs, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil || !strings.HasSuffix(method, "/Watch") {
+			return cs, err
+		}
+		return &createDropper{ClientStream: cs, drop: func() bool { return lost.Add(1) <= int32(n) }}, nil
+	}
+}
+
+type createDropper struct {
+	grpc.ClientStream
+	drop func() bool
+}
+
+func (c *createDropper) SendMsg(m any) error {
+	if r, ok := m.(*etcdserverpb.WatchRequest); ok && r.GetCreateRequest() != nil && c.drop() {
+		return nil
+	}
+	return c.ClientStream.SendMsg(m)
+}
+
+// A watch etcd never confirms is a stall: the syncer reads again and
+// watches on a new stream, instead of waiting for the confirmation forever
+// (the client sends a stream's next watch only after the one before it
+// was confirmed).
+func TestUnconfirmedWatchIsAStall(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	cfg := leaderelect.ClientConfig(clientv3.Config{Endpoints: e.Endpoints(), Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithStreamInterceptor(loseCreates(1))}})
+	cli, err := clientv3.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	direct := newClient(t, e.Endpoints())
+	v := &view{}
+	s := newSyncer(t, cli, "/k", false, 200*time.Millisecond)
+	stop := run(t, s, v.apply)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if s.Status().Confirmed.IsZero() {
+			return errors.New("not synced")
+		}
+		return nil
+	})
+	put(t, direct, "/k", "after the lost create")
+	testenv.Eventually(t, 20*time.Second, func() error {
+		return v.equals(map[string]string{"/k": "after the lost create"})
+	})
+	if st := s.Status(); st.Resyncs == 0 {
+		t.Fatalf("converged without a re-read: %+v", st)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }
