@@ -2,6 +2,7 @@ package flightsql
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -271,6 +272,14 @@ func (w *recordWriter) write(rec arrow.RecordBatch) error {
 	}
 	if m := w.enc.encode(rec); m != nil {
 		return w.stream.SendMsg(m)
+	}
+	// arrow-go's payload of a batch has no dictionary messages, which the
+	// converter never needs: refuse rather than send a stream no reader
+	// can decode.
+	for _, f := range w.schema.Fields() {
+		if f.Type.ID() == arrow.DICTIONARY {
+			return fmt.Errorf("flightsql: column %q is dictionary-encoded, which DoGet does not send", f.Name)
+		}
 	}
 	p, err := ipc.GetRecordBatchPayload(rec, ipc.WithAllocator(ipcAlloc))
 	if err != nil {

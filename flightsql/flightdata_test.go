@@ -408,3 +408,26 @@ func (s *replayStream) Recv() (*flight.FlightData, error) {
 	s.msgs = s.msgs[1:]
 	return d, nil
 }
+
+// TestRecordWriterRefusesDictionaries: a dictionary-encoded batch is an
+// error, not a stream without its dictionary.
+func TestRecordWriterRefusesDictionaries(t *testing.T) {
+	dt := &arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int8, ValueType: arrow.BinaryTypes.String}
+	schema := arrow.NewSchema([]arrow.Field{{Name: "d", Type: dt}}, nil)
+	b := array.NewDictionaryBuilder(memory.DefaultAllocator, dt).(*array.BinaryDictionaryBuilder)
+	defer b.Release()
+	if err := b.AppendString("x"); err != nil {
+		t.Fatal(err)
+	}
+	arr := b.NewArray()
+	defer arr.Release()
+	rec := array.NewRecordBatch(schema, []arrow.Array{arr}, 1)
+	defer rec.Release()
+	if (&batchEncoder{}).encode(rec) != nil {
+		t.Fatal("batchEncoder took a dictionary column")
+	}
+	got := &recordingStream{codec: Codec()}
+	if err := newRecordWriter(got, schema).write(rec); err == nil {
+		t.Fatal("a dictionary-encoded batch was written")
+	}
+}
