@@ -1,6 +1,7 @@
 package flightsql
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/big"
@@ -53,33 +54,58 @@ func record(schema *arrow.Schema, cols []column, b *hs2.Batch) (arrow.RecordBatc
 	return rec, nil
 }
 
-// validity turns HS2's NULL bitmap (bit set: NULL) into Arrow's (bit set:
-// valid); nil when no row is NULL.
+// validity turns HS2's NULL bitmap (bit set: NULL; LSB first, as
+// Arrow's) into Arrow's validity bitmap (bit set: valid), 8 bytes at a
+// time; nil when no row is NULL (Arrow then needs no bitmap). Bytes past
+// nulls count as valid rows.
 func validity(nulls []byte, n int) (*memory.Buffer, int) {
 	if len(nulls) == 0 {
 		return nil, 0
 	}
 	buf := newBuffer(bitmapBytes(n))
 	out := buf.Bytes()
-	valid := 0
-	for i := range out {
+	in := nulls[:min(len(nulls), len(out))]
+	invalid := 0
+	i := 0
+	for ; i+8 <= len(in); i += 8 {
+		x := binary.LittleEndian.Uint64(in[i:])
+		invalid += bits.OnesCount64(x)
+		binary.LittleEndian.PutUint64(out[i:], ^x)
+	}
+	for ; i < len(out); i++ {
 		var x byte
-		if i < len(nulls) {
-			x = nulls[i]
+		if i < len(in) {
+			x = in[i]
 		}
+		invalid += bits.OnesCount8(x)
 		out[i] = ^x
 	}
 	if r := n % 8; r != 0 {
-		out[len(out)-1] &= byte(1<<r - 1)
+		last := &out[len(out)-1]
+		invalid -= bits.OnesCount8(^*last &^ byte(1<<r-1)) // NULL bits past row n
+		*last &= byte(1<<r - 1)
 	}
-	for _, x := range out {
-		valid += bits.OnesCount8(x)
-	}
-	if valid == n {
+	if invalid == 0 {
 		buf.Release()
 		return nil, 0
 	}
-	return buf, n - valid
+	return buf, invalid
+}
+
+// packBools writes vals as an Arrow boolean bitmap (LSB first) into out,
+// which holds at least bitmapBytes(len(vals)) zeroed bytes. Eight bools
+// (bytes 0 or 1) are one little-endian word; the multiply moves byte k's
+// low bit to bit 56+k, with no carries, so the top byte is the packed
+// eight.
+func packBools(out []byte, vals []bool) {
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(vals))), len(vals))
+	i := 0
+	for ; i+8 <= len(raw); i += 8 {
+		out[i/8] = byte((binary.LittleEndian.Uint64(raw[i:]) * 0x0102040810204080) >> 56)
+	}
+	for ; i < len(raw); i++ {
+		out[i/8] |= raw[i] << (i % 8)
+	}
 }
 
 func bitmapBytes(n int) int { return (n + 7) / 8 }
@@ -126,12 +152,7 @@ func (c column) array(v *hs2.Vector, n int) (arrow.Array, error) {
 	switch c.to {
 	case tBool:
 		data = newBuffer(bitmapBytes(n))
-		bits := data.Bytes()
-		for i, x := range v.Bools[:n] {
-			if x {
-				bits[i/8] |= 1 << (i % 8)
-			}
-		}
+		packBools(data.Bytes(), v.Bools[:n])
 	case tInt8:
 		data = narrow[int8](v.Int32s[:n])
 	case tInt16:

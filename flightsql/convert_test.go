@@ -1,12 +1,18 @@
 package flightsql
 
 import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/flight"
+	"google.golang.org/grpc/encoding"
 
 	"github.com/hiveqd/hiveqd/hs2"
+	"github.com/hiveqd/hiveqd/internal/testenv"
 )
 
 func TestColumnFor(t *testing.T) {
@@ -140,5 +146,127 @@ func TestRecordFromBatch(t *testing.T) {
 	b.Columns[1] = hs2.StringVector([]string{"x", "y", "z"}, nil)
 	if _, err := record(schema, cols, b); err == nil {
 		t.Fatal("a string vector for a tinyint column converted")
+	}
+}
+
+// synthBatch is an hs2 batch shaped like synth.rows_N (bigint, int,
+// double, short string, boolean; NULLs in the last four), as
+// service.BenchmarkMarshalBatch builds it.
+func synthBatch(rows int) (*hs2.Batch, *arrow.Schema, []column) {
+	batch := &hs2.Batch{StartRow: 123456, Rows: rows}
+	nulls := make([]byte, (rows+7)/8)
+	for i := range nulls {
+		nulls[i] = 0x11
+	}
+	id, i32, d, bl := hs2.Vector{Kind: hs2.KindInt64}, hs2.Vector{Kind: hs2.KindInt32, Nulls: nulls}, hs2.Vector{Kind: hs2.KindDouble, Nulls: nulls}, hs2.Vector{Kind: hs2.KindBool, Nulls: nulls}
+	var strs []string
+	for r := range rows {
+		id.Int64s = append(id.Int64s, int64(1_000_000+r))
+		i32.Int32s = append(i32.Int32s, int32(r*7919%100000-50000))
+		d.Doubles = append(d.Doubles, float64(r)*1.25)
+		strs = append(strs, fmt.Sprintf("name-%07d", r))
+		bl.Bools = append(bl.Bools, r%3 == 0)
+	}
+	batch.Columns = []hs2.Vector{id, i32, d, hs2.StringVector(strs, nulls), bl}
+	schema, cols := schemaOf(hs2.Schema{{Name: "id", Type: "bigint"}, {Name: "i", Type: "int"}, {Name: "d", Type: "double"},
+		{Name: "s", Type: "string"}, {Name: "b", Type: "boolean"}})
+	return batch, schema, cols
+}
+
+// BenchmarkRecord converts a 10 000-row batch of the synth.rows_N shape.
+func BenchmarkRecord(b *testing.B) {
+	batch, schema, cols := synthBatch(10_000)
+	testenv.MeasureCPU(b, func() {
+		rec, err := record(schema, cols, batch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rec.Release()
+	})
+}
+
+// freeStream marshals each message with the codec and frees it, as
+// service.BenchmarkMarshalBatch does (no copy into a transport).
+type freeStream struct {
+	flight.FlightService_DoGetServer
+	codec encoding.CodecV2
+}
+
+func (s *freeStream) SendMsg(m any) error {
+	data, err := s.codec.Marshal(m)
+	if err != nil {
+		return err
+	}
+	data.Free()
+	return nil
+}
+
+// BenchmarkDoGetBatch is the Flight SQL door's own work for one 10 000-row
+// batch: conversion, IPC message and codec, the counterpart of
+// service.BenchmarkMarshalBatch/compact for hiveq.v1.
+func BenchmarkDoGetBatch(b *testing.B) {
+	batch, schema, cols := synthBatch(10_000)
+	w := newRecordWriter(&freeStream{codec: Codec()}, schema)
+	defer w.close()
+	testenv.MeasureCPU(b, func() {
+		rec, err := record(schema, cols, batch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := w.write(rec); err != nil {
+			b.Fatal(err)
+		}
+		rec.Release()
+	})
+}
+
+// TestBitmaps checks validity and packBools against bit-by-bit versions,
+// for lengths around the 8-byte steps and NULL bitmaps that are short
+// (Hive's trailing zero bytes dropped), exact, or longer than the rows.
+func TestBitmaps(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := 0; n < 140; n++ {
+		for _, extra := range []int{-2, -1, 0, 1, 9} {
+			nulls := make([]byte, max(bitmapBytes(n)+extra, 0))
+			for i := range nulls {
+				nulls[i] = byte(rng.Uint32())
+				if rng.IntN(4) == 0 {
+					nulls[i] = 0
+				}
+			}
+			wantValid, wantNulls := make([]byte, bitmapBytes(n)), 0
+			for i := range n {
+				if i/8 < len(nulls) && nulls[i/8]&(1<<(i%8)) != 0 {
+					wantNulls++
+				} else {
+					wantValid[i/8] |= 1 << (i % 8)
+				}
+			}
+			buf, got := validity(nulls, n)
+			switch {
+			case got != wantNulls:
+				t.Fatalf("n=%d extra=%d: %d NULLs, want %d", n, extra, got, wantNulls)
+			case wantNulls == 0 && buf != nil:
+				t.Fatalf("n=%d extra=%d: a bitmap without NULLs", n, extra)
+			case wantNulls > 0 && !bytes.Equal(buf.Bytes(), wantValid):
+				t.Fatalf("n=%d extra=%d: validity %x, want %x", n, extra, buf.Bytes(), wantValid)
+			}
+			if buf != nil {
+				buf.Release()
+			}
+		}
+		vals := make([]bool, n)
+		want := make([]byte, bitmapBytes(n))
+		for i := range vals {
+			vals[i] = rng.IntN(2) == 0
+			if vals[i] {
+				want[i/8] |= 1 << (i % 8)
+			}
+		}
+		got := make([]byte, bitmapBytes(n))
+		packBools(got, vals)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("n=%d: packed %x, want %x", n, got, want)
+		}
 	}
 }

@@ -1,6 +1,8 @@
 package flightsql
 
 import (
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -22,11 +24,12 @@ import (
 // a buffer from gRPC's pool, which is cleared on every Get and, being a
 // sync.Pool, lost at each GC: two copies of every byte and a fresh zeroed
 // buffer per batch (0.42 s of CPU where this writer takes 0.12 s, over the
-// same bench runs). Here the IPC writer's payload (the message header, and the body as
-// the Arrow buffers themselves) becomes a dataMsg, and Codec writes its
-// protobuf framing (FlightData's data_header and data_body fields) into a
-// small reused buffer and hands gRPC the Arrow buffers as the body: gRPC's
-// transport copies them once, into its HTTP/2 frames. The record batch is
+// same bench runs). Here each IPC message (its flatbuffer header, from
+// batchEncoder or arrow-go, and its body as the Arrow buffers themselves)
+// becomes a dataMsg, and Codec writes its protobuf framing (FlightData's
+// data_header and data_body fields) into a small reused buffer and hands
+// gRPC the Arrow buffers as the body: gRPC's transport copies them once,
+// into its HTTP/2 frames. The record batch is
 // retained until gRPC has written its last byte. The bytes on the wire are
 // those protobuf-go writes for the same FlightData (the tests compare them).
 
@@ -66,6 +69,7 @@ var (
 // codec sends it right.
 type dataMsg struct {
 	header  []byte
+	small   [512]byte // header's storage, when it fits
 	body    [][]byte
 	bodyLen int
 	rec     arrow.RecordBatch
@@ -226,48 +230,74 @@ func (p *bufferPool) put(b *[]byte) {
 	}
 }
 
-// ipcAlloc allocates what the IPC writer makes of its own (offsets of a
+// ipcAlloc allocates what arrow-go's IPC code makes of its own (the
+// schema message; for a batch encodeBatch does not take, offsets of a
 // sliced array, a truncated buffer): on the Go heap, where a buffer the
 // payload released stays valid as long as gRPC still references it.
 var ipcAlloc = memory.NewGoAllocator()
 
 // recordWriter writes a DoGet's schema and record batches as FlightData
-// messages on stream.
+// messages on stream: the schema through arrow-go's IPC code, once; each
+// batch through batchEncoder, or, for one it does not take, arrow-go's.
 type recordWriter struct {
-	ipc *ipc.Writer
-	pw  payloadWriter
+	stream  grpc.ServerStream
+	schema  *arrow.Schema
+	started bool
+	enc     batchEncoder
 }
 
 func newRecordWriter(stream grpc.ServerStream, schema *arrow.Schema) *recordWriter {
-	w := &recordWriter{pw: payloadWriter{stream: stream}}
-	w.ipc = ipc.NewWriterWithPayloadWriter(&w.pw, ipc.WithSchema(schema), ipc.WithAllocator(ipcAlloc))
-	return w
+	return &recordWriter{stream: stream, schema: schema}
+}
+
+// start sends the schema, before anything else.
+func (w *recordWriter) start() error {
+	if w.started {
+		return nil
+	}
+	w.started = true
+	p := ipc.GetSchemaPayload(w.schema, ipcAlloc)
+	defer p.Release()
+	return w.send(p, nil)
 }
 
 // write sends rec (the schema first, before the first batch). The caller
 // keeps its reference to rec; the message takes its own.
 func (w *recordWriter) write(rec arrow.RecordBatch) error {
-	w.pw.rec = rec
-	defer func() { w.pw.rec = nil }()
-	return w.ipc.Write(rec)
+	if err := w.start(); err != nil {
+		return err
+	}
+	if s := rec.Schema(); s != w.schema && !s.Equal(w.schema) {
+		return errors.New("flightsql: record batch schema differs from the stream's")
+	}
+	if m := w.enc.encode(rec); m != nil {
+		return w.stream.SendMsg(m)
+	}
+	// arrow-go's payload of a batch has no dictionary messages, which the
+	// converter never needs: refuse rather than send a stream no reader
+	// can decode.
+	for _, f := range w.schema.Fields() {
+		if f.Type.ID() == arrow.DICTIONARY {
+			return fmt.Errorf("flightsql: column %q is dictionary-encoded, which DoGet does not send", f.Name)
+		}
+	}
+	p, err := ipc.GetRecordBatchPayload(rec, ipc.WithAllocator(ipcAlloc))
+	if err != nil {
+		return err
+	}
+	defer p.Release()
+	return w.send(p, rec)
 }
 
 // close sends the schema if no batch was written.
-func (w *recordWriter) close() error { return w.ipc.Close() }
+func (w *recordWriter) close() error { return w.start() }
 
-// payloadWriter is the IPC writer's sink: each payload becomes a dataMsg.
-type payloadWriter struct {
-	stream grpc.ServerStream
-	rec    arrow.RecordBatch // the batch being written
-}
-
-func (*payloadWriter) Start() error { return nil }
-func (*payloadWriter) Close() error { return nil }
-
-func (w *payloadWriter) WritePayload(p ipc.Payload) error {
+// send writes an arrow-go IPC payload as a dataMsg; rec owns its body
+// (nil for the schema).
+func (w *recordWriter) send(p ipc.Payload, rec arrow.RecordBatch) error {
 	meta := p.Meta()
 	defer meta.Release()
-	m := &dataMsg{header: meta.Bytes(), rec: w.rec}
+	m := &dataMsg{header: meta.Bytes(), rec: rec}
 	// The pieces are the payload's buffers (and the IPC padding), which
 	// stay valid while rec does: the collector keeps them as they are.
 	if err := p.SerializeBody((*pieces)(m)); err != nil {
