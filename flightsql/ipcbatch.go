@@ -6,17 +6,16 @@ import (
 	flatbuffers "github.com/google/flatbuffers/go"
 )
 
-// arrow-go's IPC writer, for each record batch, builds the message header
-// in a new flatbuffers builder grown from nothing, copies it out, collects
-// dictionaries, compares the schema field by field, and retains and
-// releases every buffer: of a 10 000-row batch's 60 allocations and 25 µs
-// of CPU in BenchmarkDoGetBatch (conversion, message, codec), 26 and 10 µs. The batches convert.go makes are flat arrays
-// (no offset, no children, no dictionary) whose buffers are exactly their
-// values, so batchEncoder writes their RecordBatch message itself: the same
-// flatbuffer calls in the same order, in one builder reused from batch to
-// batch, and the arrays' buffers as the body. The bytes are arrow-go's
-// (TestRecordWriterBytes and TestBatchEncoderConverted compare them); a batch it does not take (another
-// type, a sliced array, buffers arrow-go would truncate) goes to arrow-go.
+// arrow-go's IPC writer, for each record batch, builds the message header in a new flatbuffers
+// builder grown from nothing, copies it out, collects dictionaries, compares the schema field by
+// field, and retains and releases every buffer: of a 10 000-row batch's 60 allocations and 25 µs
+// of CPU in BenchmarkDoGetBatch (conversion, message, codec), 26 and 10 µs. The batches convert.go
+// makes are flat arrays (no offset, no children, no dictionary) whose buffers are exactly their
+// values, so batchEncoder writes their RecordBatch message itself: the same flatbuffer calls in
+// the same order, in one builder reused from batch to batch, and the arrays' buffers as the body.
+// The bytes are arrow-go's (TestRecordWriterBytes and TestBatchEncoderConverted compare them); a
+// batch it does not take (another type, a sliced array, buffers arrow-go would truncate) goes to
+// arrow-go.
 
 // Arrow's flatbuffer enum values used here (format/Message.fbs, Schema.fbs).
 const (
