@@ -183,6 +183,7 @@ func (l zkLogger) Printf(format string, args ...any) {
 func startRegistrar(ctx context.Context, reg registration) (*registrar, error) {
 	r := &registrar{reg: reg, kick: make(chan struct{}, 1), done: make(chan struct{}), want: true, active: reg.active}
 	conn, _, err := zk.Connect(reg.servers, reg.timeout, zk.WithLogger(zkLogger{reg.log}), zk.WithLogInfo(false),
+		zk.WithDialer(cappedDialer(reg.timeout)),
 		zk.WithEventCallback(func(ev zk.Event) {
 			if ev.Type == zk.EventSession && ev.State == zk.StateHasSession {
 				select {
@@ -362,14 +363,14 @@ func (r *registrar) register() error {
 	r.mu.Lock()
 	r.want = true
 	r.mu.Unlock()
-	return r.reconcile()
+	return r.retry(r.reconcile)
 }
 
 func (r *registrar) deregister() error {
 	r.mu.Lock()
 	r.want = false
 	r.mu.Unlock()
-	return r.reconcile()
+	return r.retry(r.reconcile)
 }
 
 // setActive rewrites the instance record's endpoint and takes or releases
@@ -377,15 +378,85 @@ func (r *registrar) deregister() error {
 func (r *registrar) setActive(active bool) error {
 	r.mu.Lock()
 	r.active = active
-	node := r.node
 	r.mu.Unlock()
-	if node != "" {
-		if _, err := r.conn.Set(node, r.reg.haRecord(active), -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+	return r.retry(func() error {
+		r.mu.Lock()
+		node := r.node
+		r.mu.Unlock()
+		if node != "" {
+			if _, err := r.conn.Set(node, r.reg.haRecord(active), -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+				return err
+			}
+		}
+		return r.reconcile()
+	})
+}
+
+// zkRetryFor bounds how long a registration change waits for ZooKeeper to
+// come back.
+const zkRetryFor = 30 * time.Second
+
+// retry runs op again while it fails for want of a connection, as HS2's
+// Curator client retries an operation that met a connection loss:
+// go-zookeeper fails a request made while it is between connections (with
+// ErrNoServer at each failed round of its server list, or
+// ErrConnectionClosed), even when the server is back a moment later.
+func (r *registrar) retry(op func() error) error {
+	deadline := time.Now().Add(zkRetryFor)
+	wait := 100 * time.Millisecond
+	for {
+		err := op()
+		if err == nil || !zkConnLost(err) || !time.Now().Before(deadline) {
 			return err
 		}
+		select {
+		case <-r.done:
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
 	}
-	return r.reconcile()
 }
+
+// zkConnLost reports errors after which an operation may not have been
+// done and is worth trying again on the next connection or session.
+func zkConnLost(err error) bool {
+	return errors.Is(err, zk.ErrNoServer) || errors.Is(err, zk.ErrConnectionClosed) ||
+		errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrSessionMoved)
+}
+
+// cappedDialer dials ZooKeeper with every I/O deadline go-zookeeper sets
+// bounded by the session timeout. go-zookeeper waits ten receive timeouts
+// (6.7 session timeouts) for the answer to its connect request, so a server
+// that accepted the connection but never answered it (ZooKeeper starting
+// up under load) held the client off ZooKeeper for that long and expired
+// its session. HS2's Java client gives up on a silent server after the
+// session timeout and connects again, as hiveqd's registry does.
+func cappedDialer(limit time.Duration) zk.Dialer {
+	return func(network, addr string, timeout time.Duration) (net.Conn, error) {
+		c, err := net.DialTimeout(network, addr, timeout)
+		if err != nil {
+			return nil, err
+		}
+		return &cappedConn{Conn: c, limit: limit}, nil
+	}
+}
+
+type cappedConn struct {
+	net.Conn
+	limit time.Duration
+}
+
+func (c *cappedConn) capped(t time.Time) time.Time {
+	if lim := time.Now().Add(c.limit); !t.IsZero() && t.After(lim) {
+		return lim
+	}
+	return t
+}
+
+func (c *cappedConn) SetDeadline(t time.Time) error      { return c.Conn.SetDeadline(c.capped(t)) }
+func (c *cappedConn) SetReadDeadline(t time.Time) error  { return c.Conn.SetReadDeadline(c.capped(t)) }
+func (c *cappedConn) SetWriteDeadline(t time.Time) error { return c.Conn.SetWriteDeadline(c.capped(t)) }
 
 // close deletes the znodes (bounded: ZooKeeper may be down) and ends the
 // ZooKeeper session.

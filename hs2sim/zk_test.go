@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"sort"
 	"strconv"
@@ -314,6 +315,99 @@ func TestZooKeeperSessionExpiry(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestZooKeeperDeregisterWhileDown: a deregistration asked for while
+// ZooKeeper is down is done once it is back, as HS2's Curator client
+// retries on connection loss; go-zookeeper alone fails it ("could not
+// connect to a server") at its next failed round of reconnection.
+func TestZooKeeperDeregisterWhileDown(t *testing.T) {
+	z := testenv.StartZooKeeper(t)
+	s := startServer(t, Config{ZK: z.Servers(), ZKNamespace: "down", ZKSessionTimeout: 4 * time.Second})
+	z.Stop()
+	done := make(chan error, 1)
+	go func() { done <- s.Deregister() }()
+	// Down for a few rounds of reconnection (one a second): the duration
+	// is the point, not synchronisation.
+	time.Sleep(3 * time.Second)
+	select {
+	case err := <-done:
+		t.Fatalf("deregistration ended while ZooKeeper was down: %v", err)
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := z.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("deregistration after ZooKeeper came back: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("deregistration did not end after ZooKeeper came back")
+	}
+	zc := zkClient(t, z.Servers())
+	waitFor(t, 30*time.Second, func() error {
+		kids, _, err := zc.Children("/down")
+		if err != nil || len(kids) != 0 {
+			return fmt.Errorf("children %v %v", kids, err)
+		}
+		return nil
+	})
+}
+
+// TestCappedDialer: go-zookeeper's deadlines (ten receive timeouts for a
+// handshake answer) are cut to the session timeout; no deadline stays none.
+func TestCappedDialer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			accepted <- c // and never answer
+		}
+		close(accepted)
+	}()
+	c, err := cappedDialer(200*time.Millisecond)("tcp", l.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if sc, ok := <-accepted; ok {
+		defer sc.Close()
+	}
+	cc := c.(*cappedConn)
+	now := time.Now()
+	if got := cc.capped(time.Time{}); !got.IsZero() {
+		t.Errorf("no deadline became %v", got)
+	}
+	if near := now.Add(50 * time.Millisecond); !cc.capped(near).Equal(near) {
+		t.Errorf("a deadline within the cap moved")
+	}
+	// A silent server: the read ends at the cap, not in an hour.
+	if err := c.SetReadDeadline(time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	res := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		res <- err
+	}()
+	select {
+	case err := <-res:
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("read from a silent server: %v, want a timeout", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("read from a silent server not cut short")
+	}
 }
 
 func TestZooKeeperUnreachable(t *testing.T) {

@@ -36,7 +36,7 @@ func (id *Identity) explain(what, spn string, err error) error {
 			what, ErrServerUnknown, spn, id.realm, err)
 	case has("KDC_ERR_C_PRINCIPAL_UNKNOWN"):
 		return fmt.Errorf("kerberos: %s: %w: %s is not in the KDC's database; check --kerberos-principal and the realm: %v", what, ErrPrincipalUnknown, id.Principal(), err)
-	case has("KRB_AP_ERR_SKEW"):
+	case has("KRB_AP_ERR_SKEW", "clock skew with KDC too large"):
 		return fmt.Errorf("kerberos: %s: %w between this host and the KDC; synchronise the clocks (NTP): %v", what, ErrClockSkew, err)
 	case has("KDC_ERR_ETYPE_NOSUPP", "matching key not found in keytab"):
 		return fmt.Errorf("kerberos: %s: %w; the keytab %s lacks a key the KDC accepts for %s (re-export it with the KDC's enctypes, e.g. aes256-cts-hmac-sha1-96): %v",

@@ -34,6 +34,16 @@ const DefaultKrb5Conf = "/etc/krb5.conf"
 // refreshFraction of a ticket's lifetime passes before it is replaced.
 const refreshFraction = 0.8
 
+// kdcTimeResolution is KerberosTime's resolution: whole seconds. gokrb5
+// checks a KDC reply's authtime (AS) or starttime (TGS) against the
+// nanosecond clock with krb5.conf's clockskew, so a reply stamped late in
+// one second and read early in the next looks up to a second older than it
+// is: with clockskew = 1s, a KDC on this very clock was refused ("clock
+// skew with KDC too large") whenever a reply took longer than what was left
+// of its second. MIT compares whole seconds; giving gokrb5 one more second
+// of skew does the same.
+const kdcTimeResolution = time.Second
+
 // Config is hiveqd's identity: the top-level `kerberos:` block.
 type Config struct {
 	// Principal is hiveqd's own principal, name/host@REALM. Required with a
@@ -80,7 +90,7 @@ func newHeld(tkt messages.Ticket, key types.EncryptionKey, auth, start, end, ren
 type Identity struct {
 	cfg    Config
 	now    func() time.Time
-	krb5   *config.Config
+	krb5   *config.Config // krb5.conf, its clockskew widened for gokrb5 (kdcTimeResolution)
 	kt     *keytab.Keytab
 	ccache string
 	cname  types.PrincipalName
@@ -114,7 +124,10 @@ func New(cfg Config) (*Identity, error) {
 			return nil, fmt.Errorf("kerberos: krb5.conf %s: %w (set --krb5-conf or KRB5_CONFIG)", path, err)
 		}
 	}
-	id.krb5 = kc
+	// gokrb5 gets its own copy, with the skew widened by kdcTimeResolution.
+	gc := *kc
+	gc.LibDefaults.Clockskew += kdcTimeResolution
+	id.krb5 = &gc
 	if cfg.Keytab != "" {
 		return id, id.initKeytab()
 	}

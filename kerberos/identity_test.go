@@ -238,3 +238,56 @@ func TestKrb5ConfPath(t *testing.T) {
 		}
 	}
 }
+
+// TestKDCTimeResolution: KDC times are whole seconds. With a clockskew of
+// 1s, replies that take 0.4s to arrive, stamped late in their second and
+// read early in the next, are well within the skew and must be accepted,
+// for a login (AS) and a service ticket (TGS) alike. gokrb5 alone refused
+// them: it compares the stamp with the sub-second clock.
+func TestKDCTimeResolution(t *testing.T) {
+	r := newRealm(t, testenv.KDCOptions{ClockSkew: time.Second})
+	p, err := testenv.NewProxy(r.kdc.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	conf := filepath.Join(t.TempDir(), "krb5.conf")
+	if err := os.WriteFile(conf, []byte(strings.ReplaceAll(r.kdc.Krb5ConfText(), r.kdc.Addr(), p.Addr())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id, err := kerberos.New(kerberos.Config{Principal: r.kdc.Principal("hiveqd/gw.localhost"), Keytab: r.clientKT, Krb5Conf: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Undelayed first: the client learns whether the KDC wants
+	// pre-authentication, so each exchange below is one round trip.
+	if err := id.Login(); err != nil {
+		t.Fatal(err)
+	}
+	const delay = 400 * time.Millisecond
+	p.SetDelay(delay) // each way
+	for i := 0; i < 3; i++ {
+		// Sent at .4 of a second: the KDC stamps it at about .8, the reply
+		// is read at about 1.2.
+		alignToSecond(400 * time.Millisecond)
+		if err := id.Login(); err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+	}
+	alignToSecond(400 * time.Millisecond)
+	if _, err := id.ServiceTicket("hive/localhost"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// alignToSecond waits until the wall clock is at phase past a whole second
+// (KDC time stamps are whole seconds): the phase is the point of the test,
+// not synchronisation.
+func alignToSecond(phase time.Duration) {
+	now := time.Now()
+	at := now.Truncate(time.Second).Add(phase)
+	if !at.After(now) {
+		at = at.Add(time.Second)
+	}
+	time.Sleep(time.Until(at))
+}
