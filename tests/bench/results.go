@@ -30,17 +30,31 @@ func (m *metric) finish() {
 	}
 	m.Median, m.Min, m.Max = median(m.Values), slices.Min(m.Values), slices.Max(m.Values)
 	if m.Op != "" {
-		ok := m.Median >= m.Goal
-		switch m.Op {
-		case "<=":
-			ok = m.Median <= m.Goal
-		case ">":
-			ok = m.Median > m.Goal
-		case "==":
-			ok = m.Median == m.Goal
-		}
+		ok := meets(m.Median, m.Op, m.Goal)
 		m.Pass = &ok
 	}
+}
+
+// goalTolerance: a median within this relative distance of the goal is
+// taken as the goal. A ratio of two equal readings, each divided by its
+// own row count first, lands a few ulps off 1 (1.0000000000000029 read
+// "<= 1: MISSED").
+const goalTolerance = 1e-9
+
+// meets reports whether v meets the target "op goal".
+func meets(v float64, op string, goal float64) bool {
+	if math.Abs(v-goal) <= goalTolerance*math.Max(1, math.Abs(goal)) {
+		v = goal
+	}
+	switch op {
+	case "<=":
+		return v <= goal
+	case ">":
+		return v > goal
+	case "==":
+		return v == goal
+	}
+	return v >= goal
 }
 
 func median(v []float64) float64 {
