@@ -230,6 +230,21 @@ func (f *fixture) client(t *testing.T) (*fsqlclient.Client, context.Context) {
 	return cl, ctx
 }
 
+// executeAndGet runs stmt through arrow-go's Flight SQL client and opens
+// the stream of its one endpoint.
+func executeAndGet(ctx context.Context, t *testing.T, cl *fsqlclient.Client, stmt string) (*flight.FlightInfo, *flight.Reader) {
+	t.Helper()
+	info, err := cl.Execute(ctx, stmt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdr, err := cl.DoGet(ctx, info.Endpoint[0].Ticket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info, rdr
+}
+
 // readAll reads every record of an ADBC reader, retained.
 func readAll(t *testing.T, rdr array.RecordReader) (*arrow.Schema, []arrow.RecordBatch) {
 	t.Helper()
@@ -392,14 +407,7 @@ func TestSynthRowsArrowClient(t *testing.T) {
 	s := startSim(t)
 	f := newFixture(t, s, nil)
 	cl, ctx := f.client(t)
-	info, err := cl.Execute(ctx, "SELECT * FROM synth.rows_100000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdr, err := cl.DoGet(ctx, info.Endpoint[0].Ticket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info, rdr := executeAndGet(ctx, t, cl, "SELECT * FROM synth.rows_100000")
 	defer rdr.Release()
 	rows, batches := int64(0), 0
 	for rdr.Next() {
@@ -648,14 +656,7 @@ func TestCancelFlightInfo(t *testing.T) {
 	s := startSim(t)
 	f := newFixture(t, s, nil)
 	cl, ctx := f.client(t)
-	info, err := cl.Execute(ctx, "SELECT * FROM synth.rows_100000000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdr, err := cl.DoGet(ctx, info.Endpoint[0].Ticket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info, rdr := executeAndGet(ctx, t, cl, "SELECT * FROM synth.rows_100000000")
 	defer rdr.Release()
 	if !rdr.Next() {
 		t.Fatalf("no first batch: %v", rdr.Err())
@@ -777,14 +778,7 @@ func TestFailoverMidStream(t *testing.T) {
 	f := newFixture(t, a, nil)
 	cl, ctx := f.client(t)
 	a.DropAfterRows(50000)
-	info, err := cl.Execute(ctx, "SELECT * FROM synth.rows_1000000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdr, err := cl.DoGet(ctx, info.Endpoint[0].Ticket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, rdr := executeAndGet(ctx, t, cl, "SELECT * FROM synth.rows_1000000")
 	defer rdr.Release()
 	rows := int64(0)
 	for rdr.Next() {
@@ -793,7 +787,7 @@ func TestFailoverMidStream(t *testing.T) {
 			f.route(b, true) // the leader found a dead and chose b
 		}
 	}
-	err = rdr.Err()
+	err := rdr.Err()
 	if status.Code(err) != codes.Aborted || !strings.Contains(status.Convert(err).Message(), "retry") {
 		t.Fatalf("read cut mid-stream after %d rows: %v", rows, err)
 	}
