@@ -40,6 +40,7 @@ type fakeHS2 struct {
 	fetch      func(n int) *hiveserver.TFetchResultsResp
 	schema     *hiveserver.TTableSchema
 	executeErr *hiveserver.TStatus
+	openGate   chan struct{} // when set, OpenSession waits for it to close
 }
 
 func newFakeHS2() *fakeHS2 {
@@ -73,6 +74,15 @@ func (f *fakeHS2) Calls(name string) int {
 
 func (f *fakeHS2) OpenSession(_ context.Context, req *hiveserver.TOpenSessionReq) (*hiveserver.TOpenSessionResp, error) {
 	f.count("OpenSession")
+	f.mu.Lock()
+	gate := f.openGate
+	f.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-f.stop:
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.openConf = req.Configuration

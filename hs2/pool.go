@@ -160,25 +160,21 @@ func (p *Pool) Get(ctx context.Context, sc SessionConfig) (*Session, error) {
 	}
 }
 
-// dial opens a session in a slot already counted in pending.
+// dial opens a session in a slot already counted in pending. A session
+// that opens after CloseAll is lent all the same, and closed when it is
+// Put back, like those lent before: it was asked for before the close,
+// and a server the pool was closed for may still serve it (the last
+// server, draining, finishes what it was given).
 func (p *Pool) dial(ctx context.Context, key string, sc SessionConfig) (*Session, error) {
 	s, err := p.open(ctx, sc)
 	p.mu.Lock()
 	p.pending--
-	closed := p.closed
-	if err == nil && !closed {
+	if err == nil {
 		p.inUse[s] = key
 	}
 	p.signalLocked()
 	p.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	if closed {
-		p.closeSessions([]*Session{s})
-		return nil, fmt.Errorf("hs2 %s: %w", p.ep, ErrPoolClosed)
-	}
-	return s, nil
+	return s, err
 }
 
 // Put returns a session lent by Get. Broken sessions, and every session

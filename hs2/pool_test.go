@@ -3,11 +3,14 @@ package hs2
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/beltran/gohive/hiveserver"
+
+	"github.com/hiveqd/hiveqd/internal/testenv"
 )
 
 type poolClock struct {
@@ -172,6 +175,42 @@ func TestPoolMaxIdleAndBroken(t *testing.T) {
 		t.Fatalf("broken session kept: %+v", st)
 	}
 	p.Put(&Session{}) // not the pool's: ignored
+}
+
+// A session still opening when the pool closes is lent all the same (its
+// server may still serve it: a drained last server) and closed when it is
+// Put back, like the sessions lent before the close.
+func TestPoolCloseAllDuringDial(t *testing.T) {
+	p, h, _ := newTestPool(t, PoolConfig{MaxSessions: 2})
+	gate := make(chan struct{})
+	h.mu.Lock()
+	h.openGate = gate
+	h.mu.Unlock()
+	got := make(chan error, 1)
+	var s *Session
+	go func() {
+		var err error
+		s, err = p.Get(context.Background(), SessionConfig{})
+		got <- err
+	}()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := h.Calls("OpenSession"); n != 1 {
+			return fmt.Errorf("%d OpenSession calls", n)
+		}
+		return nil
+	})
+	p.CloseAll(context.Background())
+	close(gate)
+	if err := <-got; err != nil {
+		t.Fatalf("Get dialling across CloseAll: %v", err)
+	}
+	if st := p.Stats(); st != (PoolStats{Open: 1, InUse: 1}) {
+		t.Fatalf("stats %+v", st)
+	}
+	p.Put(s)
+	if st := p.Stats(); st != (PoolStats{}) || h.Calls("CloseSession") != 1 {
+		t.Fatalf("stats %+v, %d CloseSession", st, h.Calls("CloseSession"))
+	}
 }
 
 func TestPoolCloseAll(t *testing.T) {

@@ -186,6 +186,54 @@ func TestSessionOpeningMovesWithDrain(t *testing.T) {
 	checkClean(t, e, a, b)
 }
 
+// The last server drains while a session is still opening there: the
+// route goes to "no server", which is nowhere better to go, so the query
+// keeps opening its session there and runs (the server is alive); a route
+// that names a server after that is followed, as with any drain.
+func TestSessionOpeningStaysWhenLastServerDrains(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		then func(e *env, a, b *hs2sim.Server) // after "no server"
+		want func(a, b *hs2sim.Server) string  // the server that ran it
+	}{
+		{"stays", func(_ *env, a, _ *hs2sim.Server) { a.Heal() }, func(a, _ *hs2sim.Server) string { return a.Addr() }},
+		{"follows a later server", func(e *env, _, b *hs2sim.Server) { e.route(b, false) }, func(_, b *hs2sim.Server) string { return b.Addr() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := quickPoll(t), sim(t)
+			const retryWait = 200 * time.Millisecond
+			e := newEnv(t, a, func(c *query.Config) { c.RetryWait = retryWait })
+			a.HoldOpenSessions()
+			defer a.Heal()
+			done := make(chan *result, 1)
+			go func() {
+				done <- e.run(ctxT(t, 20*time.Second), query.Request{Statement: "SELECT * FROM default.employees"}, nil)
+			}()
+			testenv.Eventually(t, 10*time.Second, func() error {
+				if n := a.Stats().HeldOpens; n != 1 {
+					return fmt.Errorf("%d sessions opening", n)
+				}
+				return nil
+			})
+			e.route(nil, true) // a deregistered, and it was the last
+			// Well past RetryWait: a query that gave up on the open and
+			// waited for a route naming a server would have failed by now.
+			select {
+			case res := <-done:
+				t.Fatalf("ended while its server was only draining: %v", res.err)
+			case <-time.After(5 * retryWait):
+			}
+			tc.then(e, a, b)
+			res := <-done
+			if res.err != nil || res.last().Server != tc.want(a, b) || res.last().Reruns != 0 || res.rows() != 6 {
+				t.Fatalf("%v %+v", res.err, res.statuses())
+			}
+			a.Heal()
+			checkClean(t, e, a, b)
+		})
+	}
+}
+
 // A server that is only slow, or pauses (GC) for seconds, while a switch
 // moves new queries away: the running query finishes there.
 func TestSlowAndPausedServerQueriesFinish(t *testing.T) {

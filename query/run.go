@@ -159,27 +159,36 @@ func (q *queryRun) staleSession(err error) bool {
 }
 
 // open leases a session as call would, and also stops waiting when the
-// route moves on while the session is still opening: nothing of the
-// statement was sent, so it runs on the new route at once rather than
-// after the old server's connect or call timeout (a hung server the
-// leader routed away from without declaring it dead, or one stuck in
-// OpenSession during a draining failover).
+// route moves on to another server while the session is still opening:
+// nothing of the statement was sent, so it runs on the new route at once
+// rather than after the old server's connect or call timeout (a hung
+// server the leader routed away from without declaring it dead, or one
+// stuck in OpenSession during a draining failover). A move to "no server"
+// (the last one draining) is nowhere better to go: the session keeps
+// opening where it is, and a later route naming a server is followed.
 func (a *attempt) open() error {
 	done := make(chan error, 1)
 	a.run(func() { done <- a.lease.Open(a.call, a.q.sessionConfig()) })
-	select {
-	case err := <-done:
-		return err
-	case <-a.ctx.Done():
-		return a.ctx.Err()
-	case <-a.cur.Lost():
-		return errLost
-	case <-a.cur.Superseded():
+	moved := a.cur.Superseded()
+	for {
 		select {
-		case err := <-done: // opened meanwhile: use it
+		case err := <-done:
 			return err
-		default:
-			return errRouteChanged
+		case <-a.ctx.Done():
+			return a.ctx.Err()
+		case <-a.cur.Lost():
+			return errLost
+		case <-moved:
+			select {
+			case err := <-done: // opened meanwhile: use it
+				return err
+			default:
+			}
+			next, _ := a.q.e.cfg.Routes.Get(a.q.connector)
+			if next == nil || next.Endpoint != nil {
+				return errRouteChanged
+			}
+			moved = next.Superseded()
 		}
 	}
 }
