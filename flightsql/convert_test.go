@@ -2,7 +2,6 @@ package flightsql
 
 import (
 	"bytes"
-	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -12,6 +11,7 @@ import (
 	"google.golang.org/grpc/encoding"
 
 	"github.com/hiveqd/hiveqd/hs2"
+	"github.com/hiveqd/hiveqd/internal/batchtest"
 	"github.com/hiveqd/hiveqd/internal/testenv"
 )
 
@@ -153,24 +153,8 @@ func TestRecordFromBatch(t *testing.T) {
 // double, short string, boolean; NULLs in the last four), as
 // service.BenchmarkMarshalBatch builds it.
 func synthBatch(rows int) (*hs2.Batch, *arrow.Schema, []column) {
-	batch := &hs2.Batch{StartRow: 123456, Rows: rows}
-	nulls := make([]byte, (rows+7)/8)
-	for i := range nulls {
-		nulls[i] = 0x11
-	}
-	id, i32, d, bl := hs2.Vector{Kind: hs2.KindInt64}, hs2.Vector{Kind: hs2.KindInt32, Nulls: nulls}, hs2.Vector{Kind: hs2.KindDouble, Nulls: nulls}, hs2.Vector{Kind: hs2.KindBool, Nulls: nulls}
-	var strs []string
-	for r := range rows {
-		id.Int64s = append(id.Int64s, int64(1_000_000+r))
-		i32.Int32s = append(i32.Int32s, int32(r*7919%100000-50000))
-		d.Doubles = append(d.Doubles, float64(r)*1.25)
-		strs = append(strs, fmt.Sprintf("name-%07d", r))
-		bl.Bools = append(bl.Bools, r%3 == 0)
-	}
-	batch.Columns = []hs2.Vector{id, i32, d, hs2.StringVector(strs, nulls), bl}
-	schema, cols := schemaOf(hs2.Schema{{Name: "id", Type: "bigint"}, {Name: "i", Type: "int"}, {Name: "d", Type: "double"},
-		{Name: "s", Type: "string"}, {Name: "b", Type: "boolean"}})
-	return batch, schema, cols
+	schema, cols := schemaOf(batchtest.SynthSchema)
+	return batchtest.Synth(rows), schema, cols
 }
 
 // BenchmarkRecord converts a 10 000-row batch of the synth.rows_N shape.

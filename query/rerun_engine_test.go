@@ -158,15 +158,13 @@ func TestRerunWhileSessionOpening(t *testing.T) {
 	}
 }
 
-// A route that moves on by a drain (the server is not dead) while the
-// session is still opening there (OpenSession held): the query does not
-// wait for the old server's call timeout (30s, past the query's 20s
-// deadline here) but runs on the new route.
-func TestSessionOpeningMovesWithDrain(t *testing.T) {
-	a, b := quickPoll(t), sim(t)
-	e := newEnv(t, a, nil)
+// runOpeningOn holds a's OpenSession calls and starts a read whose session
+// is then opening on a; it returns when the read waits there. a is healed
+// when the test ends.
+func runOpeningOn(t *testing.T, e *env, a *hs2sim.Server) <-chan *result {
+	t.Helper()
 	a.HoldOpenSessions()
-	defer a.Heal()
+	t.Cleanup(a.Heal)
 	done := make(chan *result, 1)
 	go func() {
 		done <- e.run(ctxT(t, 20*time.Second), query.Request{Statement: "SELECT * FROM default.employees"}, nil)
@@ -177,6 +175,17 @@ func TestSessionOpeningMovesWithDrain(t *testing.T) {
 		}
 		return nil
 	})
+	return done
+}
+
+// A route that moves on by a drain (the server is not dead) while the
+// session is still opening there (OpenSession held): the query does not
+// wait for the old server's call timeout (30s, past the query's 20s
+// deadline here) but runs on the new route.
+func TestSessionOpeningMovesWithDrain(t *testing.T) {
+	a, b := quickPoll(t), sim(t)
+	e := newEnv(t, a, nil)
+	done := runOpeningOn(t, e, a)
 	e.route(b, true)
 	res := <-done
 	if res.err != nil || res.last().Server != b.Addr() || res.last().Reruns != 0 || res.rows() != 6 {
@@ -203,18 +212,7 @@ func TestSessionOpeningStaysWhenLastServerDrains(t *testing.T) {
 			a, b := quickPoll(t), sim(t)
 			const retryWait = 200 * time.Millisecond
 			e := newEnv(t, a, func(c *query.Config) { c.RetryWait = retryWait })
-			a.HoldOpenSessions()
-			defer a.Heal()
-			done := make(chan *result, 1)
-			go func() {
-				done <- e.run(ctxT(t, 20*time.Second), query.Request{Statement: "SELECT * FROM default.employees"}, nil)
-			}()
-			testenv.Eventually(t, 10*time.Second, func() error {
-				if n := a.Stats().HeldOpens; n != 1 {
-					return fmt.Errorf("%d sessions opening", n)
-				}
-				return nil
-			})
+			done := runOpeningOn(t, e, a)
 			e.route(nil, true) // a deregistered, and it was the last
 			// Well past RetryWait: a query that gave up on the open and
 			// waited for a route naming a server would have failed by now.

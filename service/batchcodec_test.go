@@ -13,6 +13,7 @@ import (
 
 	hiveqv1 "github.com/hiveqd/hiveqd/gen/hiveq/v1"
 	"github.com/hiveqd/hiveqd/hs2"
+	"github.com/hiveqd/hiveqd/internal/batchtest"
 	"github.com/hiveqd/hiveqd/internal/memview"
 	"github.com/hiveqd/hiveqd/query"
 )
@@ -300,21 +301,7 @@ func TestCodecMarshalOthers(t *testing.T) {
 //	go test -run '^$' -bench MarshalBatch ./service
 func BenchmarkMarshalBatch(b *testing.B) {
 	const rows = 10000
-	batch := &hs2.Batch{StartRow: 123456, Rows: rows}
-	nulls := make([]byte, rows/8)
-	for i := range nulls {
-		nulls[i] = 0x11
-	}
-	id, i32, d, bl := hs2.Vector{Kind: hs2.KindInt64}, hs2.Vector{Kind: hs2.KindInt32, Nulls: nulls}, hs2.Vector{Kind: hs2.KindDouble, Nulls: nulls}, hs2.Vector{Kind: hs2.KindBool, Nulls: nulls}
-	var strs []string
-	for r := range rows {
-		id.Int64s = append(id.Int64s, int64(1_000_000+r))
-		i32.Int32s = append(i32.Int32s, int32(r*7919%100000-50000))
-		d.Doubles = append(d.Doubles, float64(r)*1.25)
-		strs = append(strs, fmt.Sprintf("name-%07d", r))
-		bl.Bools = append(bl.Bools, r%3 == 0)
-	}
-	batch.Columns = []hs2.Vector{id, i32, d, hs2.StringVector(strs, nulls), bl}
+	batch := batchtest.Synth(rows)
 	codec := newLenientCodec()
 	b.Run("hand", func(b *testing.B) {
 		for b.Loop() {
