@@ -344,22 +344,8 @@ func TestEtcdRestoredFromOlderSnapshot(t *testing.T) {
 	w.current().choose(&ep1, "third")
 	waitRoute(t, 10*time.Second, "a", s1, 3, rs...)
 
-	if err := e.RestoreSnapshot(ctx, snap); err != nil {
-		t.Fatal(err)
-	}
-	if r, ok := published(t, cli, "a"); ok && r.Epoch == 3 { // (above 3: already republished)
-		t.Fatalf("the restore did not take the route back: published %+v", r)
-	}
 	// The route goes forward again, to the leader's current choice.
-	testenv.Eventually(t, 20*time.Second, func() error {
-		r, ok := published(t, cli, "a")
-		if !ok || r.Epoch <= 3 || r.Endpoint == nil || *r.Endpoint != s1 {
-			return fmt.Errorf("published %+v (present %v), want s1 above epoch 3", r, ok)
-		}
-		return nil
-	})
-	r, _ := published(t, cli, "a")
-	waitRoute(t, 10*time.Second, "a", s1, r.Epoch, rs...)
+	r := restoreWaitRepublished(ctx, t, e, snap, cli, 3, s1, 20*time.Second, rs...)
 	if !leader.node.IsLeader() {
 		t.Errorf("leadership moved during the restore")
 	}
@@ -425,22 +411,33 @@ func TestEtcdRestoredUnderAdoptingLeader(t *testing.T) {
 		return nil
 	})
 
+	restoreWaitRepublished(ctx, t, e, snap, cli, 2, s2, 30*time.Second, r2)
+	if got := w.current().initialServer(); got == nil || *got != s2 {
+		t.Errorf("the last selector started from %v, want s2 (what the replicas route to)", got)
+	}
+}
+
+// restoreWaitRepublished restores etcd from snap, taken when connector
+// "a" was published at an epoch below taken (the one published when the
+// restore starts), checks that the restore took the route back, then waits
+// until the route is published again above taken, naming want, and every
+// replica of rs follows it; it returns that route.
+func restoreWaitRepublished(ctx context.Context, t *testing.T, e *testenv.Etcd, snap string, cli *clientv3.Client, taken uint64, want hs2.Endpoint, timeout time.Duration, rs ...*replica) routing.Route {
+	t.Helper()
 	if err := e.RestoreSnapshot(ctx, snap); err != nil {
 		t.Fatal(err)
 	}
-	if r, ok := published(t, cli, "a"); ok && r.Epoch == 2 { // (above 2: already republished)
+	if r, ok := published(t, cli, "a"); ok && r.Epoch == taken { // (above taken: already republished)
 		t.Fatalf("the restore did not take the route back: published %+v", r)
 	}
-	testenv.Eventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, timeout, func() error {
 		r, ok := published(t, cli, "a")
-		if !ok || r.Epoch <= 2 || r.Endpoint == nil || *r.Endpoint != s2 {
-			return fmt.Errorf("published %+v (present %v), want s2 above epoch 2", r, ok)
+		if !ok || r.Epoch <= taken || r.Endpoint == nil || *r.Endpoint != want {
+			return fmt.Errorf("published %+v (present %v), want %s above epoch %d", r, ok, want.Addr(), taken)
 		}
 		return nil
 	})
 	r, _ := published(t, cli, "a")
-	waitRoute(t, 10*time.Second, "a", s2, r.Epoch, r2)
-	if got := w.current().initialServer(); got == nil || *got != s2 {
-		t.Errorf("the last selector started from %v, want s2 (what the replicas route to)", got)
-	}
+	waitRoute(t, 10*time.Second, "a", want, r.Epoch, rs...)
+	return r
 }
