@@ -123,7 +123,7 @@ func (r *runner) waitPublished(ctx context.Context, floor uint64, bound time.Dur
 			state = "the route key is missing"
 			return errors.New(state)
 		case rt.Epoch < floor:
-			state = fmt.Sprintf("etcd holds epoch %d (%s), below the %d replicas held", rt.Epoch, routeServer(rt), floor)
+			state = fmt.Sprintf("etcd holds epoch %d (%s), below %d", rt.Epoch, routeServer(rt), floor)
 			return errors.New(state)
 		}
 		got = rt
@@ -213,16 +213,18 @@ func (r *runner) etcdRestore(ctx context.Context, hold time.Duration) error {
 	if before.Epoch <= r.etcd.snapEpoch {
 		// Nothing happened since the snapshot: move the route by hand, so
 		// that the restore takes etcd back behind the replicas.
-		if rt, err := r.failoverByHand(ctx, leader, before.Epoch, "chaos: before an etcd restore"); err == nil {
-			before = rt
+		rt, err := r.failoverByHand(ctx, leader, before.Epoch, "chaos: before an etcd restore")
+		if err != nil {
+			return fmt.Errorf("moving the route before the restore: %w", err)
 		}
+		before = rt
 	}
 	if err := r.e.etcd.RestoreSnapshot(ctx, r.etcd.snap); err != nil {
 		return err
 	}
 	restored, _, _ := r.etcdRoute(ctx)
 	r.sleep(ctx, hold)
-	got, err := r.waitPublished(ctx, before.Epoch, republishBound)
+	got, err := r.waitPublished(ctx, before.Epoch+1, republishBound)
 	if err != nil {
 		r.violate("route-republished", "after etcd was restored to epoch %d, the leader did not publish above the replicas' epoch %d within %v: %v",
 			epochOf(restored), before.Epoch, republishBound, err)

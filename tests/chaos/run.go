@@ -218,10 +218,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	rep.FirstEpoch = route0.Epoch
 	r.logf("fleet up: leader %s, route %s epoch %d", leader0, route0.Server, route0.Epoch)
+	defer r.closeEtcdState() // also when startEtcdState fails after connecting
 	if err := r.startEtcdState(ctx); err != nil {
 		return nil, err
 	}
-	defer r.closeEtcdState()
 
 	watchers := make([]*watcher, len(e.replicas))
 	for i := range e.replicas {
