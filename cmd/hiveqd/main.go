@@ -148,12 +148,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func runReplica(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) int {
 	log := newLogger(cfg.Log, stderr)
-	rep, err := replica.New(ctx, cfg, replica.Options{Logger: log, Ready: stdout, Version: version()})
-	if err == nil {
-		err = rep.Serve(ctx) // until SIGTERM or a server fails
-		rep.Shutdown()
-	}
-	if err != nil {
+	// Until SIGTERM or a server fails.
+	if err := replica.Run(ctx, cfg, replica.Options{Logger: log, Ready: stdout, Version: version()}); err != nil {
 		log.Error("hiveqd failed", "err", err)
 		fmt.Fprintf(stderr, "hiveqd: %v\n", err)
 		return 1
