@@ -8,7 +8,6 @@ import (
 	"math/bits"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -16,6 +15,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/hiveqd/hiveqd/hs2"
+	"github.com/hiveqd/hiveqd/internal/memview"
 )
 
 // record builds an Arrow record batch from an hs2 batch, column by column
@@ -98,7 +98,7 @@ func validity(nulls []byte, n int) (*memory.Buffer, int) {
 // low bit to bit 56+k, with no carries, so the top byte is the packed
 // eight.
 func packBools(out []byte, vals []bool) {
-	raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(vals))), len(vals))
+	raw := memview.Bytes(vals)
 	i := 0
 	for ; i+8 <= len(raw); i += 8 {
 		out[i/8] = byte((binary.LittleEndian.Uint64(raw[i:]) * 0x0102040810204080) >> 56)
@@ -112,11 +112,7 @@ func bitmapBytes(n int) int { return (n + 7) / 8 }
 
 // fixed wraps vals' memory (no copy) as an Arrow buffer.
 func fixed[T any](vals []T) *memory.Buffer {
-	if len(vals) == 0 {
-		return memory.NewBufferBytes(nil)
-	}
-	size := int(unsafe.Sizeof(vals[0])) * len(vals)
-	return memory.NewBufferBytes(unsafe.Slice((*byte)(unsafe.Pointer(&vals[0])), size))
+	return memory.NewBufferBytes(memview.Bytes(vals))
 }
 
 func narrow[T int8 | int16 | float32, S int32 | float64](vals []S) *memory.Buffer {

@@ -2,6 +2,7 @@ package flightsql
 
 import (
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/bitutil"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	flatbuffers "github.com/google/flatbuffers/go"
 )
@@ -21,7 +22,6 @@ import (
 const (
 	metadataV5          = 4        // MetadataVersion.V5
 	headerRecordBatch   = 3        // MessageHeader.RecordBatch
-	ipcAlignment        = 8        // each body buffer starts on a multiple of 8
 	ipcBufferAlignment  = 64       // arrow-go sends a buffer whole up to its length padded to this
 	maxZeroBitmapLength = 16 << 10 // all-NULL bitmaps of up to 128K rows
 )
@@ -60,7 +60,7 @@ func (e *batchEncoder) encode(rec arrow.RecordBatch) *dataMsg {
 	var offset int64
 	for _, b := range e.bufs {
 		size := int64(len(b))
-		pad := padTo8(size) - size
+		pad := bitutil.CeilByte64(size) - size // each body buffer starts on a multiple of 8
 		e.metas = append(e.metas, bufferMeta{offset: offset, length: size})
 		offset += size + pad
 		if size > 0 {
@@ -77,8 +77,6 @@ func (e *batchEncoder) encode(rec arrow.RecordBatch) *dataMsg {
 	}
 	return m
 }
-
-func padTo8(n int64) int64 { return (n + ipcAlignment - 1) &^ (ipcAlignment - 1) }
 
 // padTo64 is arrow-go's limit for a buffer it sends whole.
 func padTo64(n int64) int64 { return (n + ipcBufferAlignment - 1) &^ (ipcBufferAlignment - 1) }
