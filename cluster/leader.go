@@ -217,11 +217,11 @@ func (c *connLeader) current() *routing.Route {
 // known here, the one this replica routes by (replicas drop etcd's older
 // route, so that is what they all still serve), or else etcd's own. With
 // none of them (nothing ever chosen), the selector's first choice goes
-// above the floor by itself. It reports whether a publication is due.
-func (c *connLeader) republishIfBehindLocked(floor uint64) bool {
+// above the floor by itself.
+func (c *connLeader) republishIfBehindLocked(floor uint64) {
 	if c.published != nil && c.published.Epoch >= floor {
 		c.behind = nil
-		return false
+		return
 	}
 	if c.want == nil && c.last == nil {
 		base := c.published
@@ -230,7 +230,7 @@ func (c *connLeader) republishIfBehindLocked(floor uint64) bool {
 			base = &r
 		}
 		if base == nil {
-			return false
+			return
 		}
 		ch := registry.Choice{Reason: base.Reason}
 		if base.Endpoint != nil {
@@ -244,7 +244,6 @@ func (c *connLeader) republishIfBehindLocked(floor uint64) bool {
 	c.wantSeq++
 	c.n.log.Warn("cluster: published route lost or behind the replicas' epoch; republishing above it", "connector", c.cc.Name,
 		"published_epoch", epochOf(c.published), "floor", floor, "server", endpointString(c.want.Endpoint))
-	return true
 }
 
 // onChoice is the selector's publish: it records the latest choice and
