@@ -378,14 +378,7 @@ func TestEtcdRestoredUnderAdoptingLeader(t *testing.T) {
 	cli := client(t, e.Endpoints())
 	var w fakeWorld
 	conns := []cluster.ConnectorConfig{{Name: "a", NewSelector: w.newSelector}}
-	r1 := startReplica(t, "r1", e.Endpoints(), conns)
-	waitLeader(t, 10*time.Second, r1)
-	testenv.Eventually(t, 10*time.Second, func() error {
-		if w.current() == nil {
-			return errors.New("selector not started")
-		}
-		return nil
-	})
+	r1 := startFake(t, &w, e.Endpoints(), "r1")[0]
 	ep1, ep2 := s1, s2
 	w.current().choose(&ep1, "first")
 	r2 := startReplica(t, "r2", e.Endpoints(), conns)

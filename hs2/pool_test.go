@@ -183,6 +183,9 @@ func TestPoolMaxIdleAndBroken(t *testing.T) {
 func TestPoolCloseAllDuringDial(t *testing.T) {
 	p, h, _ := newTestPool(t, PoolConfig{MaxSessions: 2})
 	gate := make(chan struct{})
+	var opened sync.Once
+	open := func() { opened.Do(func() { close(gate) }) }
+	t.Cleanup(open) // a failure below must not leave the dial held
 	h.mu.Lock()
 	h.openGate = gate
 	h.mu.Unlock()
@@ -200,7 +203,7 @@ func TestPoolCloseAllDuringDial(t *testing.T) {
 		return nil
 	})
 	p.CloseAll(context.Background())
-	close(gate)
+	open()
 	if err := <-got; err != nil {
 		t.Fatalf("Get dialling across CloseAll: %v", err)
 	}

@@ -41,6 +41,7 @@ func TestLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(r.Shutdown) // (Shutdown is idempotent) also when a check below fails
 		if r.Addr() != addr {
 			t.Fatalf("Addr %q, want %q", r.Addr(), addr)
 		}
@@ -62,6 +63,7 @@ func TestLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(r.Shutdown) // (Shutdown is idempotent) also when a check below fails
 		done := make(chan error, 1)
 		go func() { done <- r.Serve(context.Background()) }()
 		select {
