@@ -211,11 +211,8 @@ func encodeBatch(b *hs2.Batch, compact, check bool) (mem.BufferSlice, error) {
 		cs := sizeColumn(&b.Columns[i], compact)
 		sizes = append(sizes, cs)
 		body += lenField(cs.msg)
-		if v := &b.Columns[i]; refs {
-			shared += cs.payload + len(v.Nulls)
-			if v.Kind == hs2.KindString || v.Kind == hs2.KindBytes {
-				shared += 4 * len(v.Offsets)
-			}
+		if refs {
+			shared += sharedBytes(&b.Columns[i], cs.payload)
 		}
 	}
 	total := lenField(body)
@@ -320,6 +317,25 @@ func (w *msgWriter) flush() {
 func (w *msgWriter) finish() mem.BufferSlice {
 	w.flush()
 	return w.bufs
+}
+
+// sharedBytes is what compact and the NULL bitmap send of v's own memory
+// (by reference), the rest being copied into the message's buffer: the
+// parts of refMin bytes or more, and the offsets only when they start at 0.
+func sharedBytes(v *hs2.Vector, payload int) int {
+	n := refSize(payload) + refSize(len(v.Nulls))
+	if (v.Kind == hs2.KindString || v.Kind == hs2.KindBytes) && len(v.Offsets) > 0 && v.Offsets[0] == 0 {
+		n += refSize(4 * (v.Len() + 1))
+	}
+	return n
+}
+
+// refSize is n if put sends n bytes by reference, else 0.
+func refSize(n int) int {
+	if n < refMin {
+		return 0
+	}
+	return n
 }
 
 // compact writes the compact layout's values message: packed fixed-width
