@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+
+	"github.com/hiveqd/hiveqd/internal/zkconn"
 )
 
 // registration is what the server publishes in ZooKeeper.
@@ -426,37 +428,17 @@ func zkConnLost(err error) bool {
 }
 
 // cappedDialer dials ZooKeeper with every I/O deadline go-zookeeper sets
-// bounded by the session timeout. go-zookeeper waits ten receive timeouts
-// (6.7 session timeouts) for the answer to its connect request, so a server
-// that accepted the connection but never answered it (ZooKeeper starting
-// up under load) held the client off ZooKeeper for that long and expired
-// its session. HS2's Java client gives up on a silent server after the
-// session timeout and connects again, as hiveqd's registry does.
+// bounded by the session timeout (zkconn), as HS2's Java client and
+// hiveqd's registry give up on a silent server.
 func cappedDialer(limit time.Duration) zk.Dialer {
 	return func(network, addr string, timeout time.Duration) (net.Conn, error) {
 		c, err := net.DialTimeout(network, addr, timeout)
 		if err != nil {
 			return nil, err
 		}
-		return &cappedConn{Conn: c, limit: limit}, nil
+		return &zkconn.Capped{Conn: c, Limit: limit}, nil
 	}
 }
-
-type cappedConn struct {
-	net.Conn
-	limit time.Duration
-}
-
-func (c *cappedConn) capped(t time.Time) time.Time {
-	if lim := time.Now().Add(c.limit); !t.IsZero() && t.After(lim) {
-		return lim
-	}
-	return t
-}
-
-func (c *cappedConn) SetDeadline(t time.Time) error      { return c.Conn.SetDeadline(c.capped(t)) }
-func (c *cappedConn) SetReadDeadline(t time.Time) error  { return c.Conn.SetReadDeadline(c.capped(t)) }
-func (c *cappedConn) SetWriteDeadline(t time.Time) error { return c.Conn.SetWriteDeadline(c.capped(t)) }
 
 // close deletes the znodes (bounded: ZooKeeper may be down) and ends the
 // ZooKeeper session.

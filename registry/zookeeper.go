@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+
+	"github.com/hiveqd/hiveqd/internal/zkconn"
 )
 
 // Default namespaces, as HS2 and Hive's JDBC driver default them.
@@ -709,7 +711,7 @@ func (d *dialer) dial(network, addr string, timeout time.Duration) (net.Conn, er
 	if err != nil {
 		return nil, err
 	}
-	tc := &trackedConn{Conn: c, d: d}
+	tc := &trackedConn{Capped: zkconn.Capped{Conn: c, Limit: d.deadlineCap}, d: d}
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
@@ -733,7 +735,7 @@ func (d *dialer) shutdown() {
 }
 
 type trackedConn struct {
-	net.Conn
+	zkconn.Capped
 	d *dialer
 }
 
@@ -742,21 +744,6 @@ func (c *trackedConn) Close() error {
 	delete(c.d.conns, c)
 	c.d.mu.Unlock()
 	return c.Conn.Close()
-}
-
-func (c *trackedConn) capped(t time.Time) time.Time {
-	if !t.IsZero() && c.d.deadlineCap > 0 {
-		if lim := time.Now().Add(c.d.deadlineCap); t.After(lim) {
-			return lim
-		}
-	}
-	return t
-}
-
-func (c *trackedConn) SetDeadline(t time.Time) error     { return c.Conn.SetDeadline(c.capped(t)) }
-func (c *trackedConn) SetReadDeadline(t time.Time) error { return c.Conn.SetReadDeadline(c.capped(t)) }
-func (c *trackedConn) SetWriteDeadline(t time.Time) error {
-	return c.Conn.SetWriteDeadline(c.capped(t))
 }
 
 // zkLogger sends go-zookeeper's chatter (a line per reconnect attempt) to
