@@ -27,6 +27,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/hiveqd/hiveqd/internal/clock"
 )
@@ -117,13 +118,15 @@ type Syncer struct {
 	// with a lower revision. Each is compared with its own kind and the
 	// base read, which both follow; and a progress response with the
 	// events seen before its request was sent, which etcd had committed
-	// before it read the answer. The watch has a watcher, and so a gRPC
-	// stream, of its own, so every progress response answers this syncer's oldest unanswered
+	// before it read the answer. The watch has a gRPC stream of its own
+	// (etcd's client shares one among watches with the same metadata),
+	// so every progress response answers this syncer's oldest unanswered
 	// request.
 	baseRev     int64   // revision of the last base read
 	eventRev    int64   // highest event response header since it
 	progressRev int64   // highest progress response header since it
 	asked       []int64 // per unanswered progress request, eventRev when sent
+	watches     uint64  // watches opened, naming each one's gRPC stream
 
 	mu     sync.Mutex
 	status Status
@@ -251,26 +254,26 @@ func (s *Syncer) read(ctx context.Context, cli *clientv3.Client, apply func(Upda
 // watch follows from rev until the watch fails, stalls, or is due for a
 // resync; it returns why.
 func (s *Syncer) watch(ctx context.Context, cli *clientv3.Client, rev int64, apply func(Update) error) error {
-	// Each watch has a watcher, and so a gRPC stream, of its own, closed
-	// when the watch ends: progress answers on it are this watch's, and a
-	// watch abandoned before etcd confirmed it (its create request lost),
-	// which would hold every later watch on a shared stream (the client
-	// sends a stream's next watch only once the one before is confirmed),
-	// goes with its stream.
-	w := clientv3.NewWatcher(cli)
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	// The progress request must carry the watch's metadata: the client
+	// multiplexes watches onto streams keyed by it. Each watch gets a
+	// stream of its own: the client sends a stream's next watch only once
+	// etcd confirmed the one before, so a watch abandoned before that
+	// (its create request lost) would hold every later one on the stream.
+	s.watches++
+	wctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx),
+		"hiveqd-etcdsync", fmt.Sprintf("%p/%d", s, s.watches)))
 	s.asked = s.asked[:0]
-	// Watch returns once etcd confirms the watch: it waits in a goroutine,
-	// so that a confirmation that never comes is a stall like any other
-	// rather than a hang.
+	// cli.Watch returns once etcd confirms the watch: it waits in a
+	// goroutine, so that a confirmation that never comes is a stall like
+	// any other rather than a hang. (The abandoned watch's stream stays
+	// open, idle, until the client is closed.)
 	created := make(chan clientv3.WatchChan, 1)
-	go func() { created <- s.startWatch(wctx, w, rev) }()
+	go func() { created <- s.startWatch(wctx, cli, rev) }()
 	defer func() {
-		cancel() // Watch returns when its context ends
+		cancel() // cli.Watch returns when its context ends
 		if created != nil {
 			<-created
 		}
-		w.Close()
 	}()
 	var wch clientv3.WatchChan
 	var resync <-chan time.Time
@@ -295,7 +298,7 @@ func (s *Syncer) watch(ctx context.Context, cli *clientv3.Client, rev int64, app
 			if len(s.asked) < 64 { // (answers lost: later ones pair with older requests)
 				s.asked = append(s.asked, max(s.baseRev, s.eventRev))
 			}
-			s.requestProgress(wctx, w)
+			s.requestProgress(wctx, cli)
 			tick = s.cfg.Clock.After(s.cfg.ProgressInterval)
 		case wch = <-created:
 			created = nil
@@ -317,18 +320,18 @@ func (s *Syncer) watch(ctx context.Context, cli *clientv3.Client, rev int64, app
 // startWatch opens the watch from rev. No WithProgressNotify: etcd's own
 // periodic progress responses would answer no request of ours; ours come
 // every ProgressInterval.
-func (s *Syncer) startWatch(wctx context.Context, w clientv3.Watcher, rev int64) clientv3.WatchChan {
+func (s *Syncer) startWatch(wctx context.Context, cli *clientv3.Client, rev int64) clientv3.WatchChan {
 	opts := []clientv3.OpOption{clientv3.WithRev(rev)}
 	if s.cfg.Prefix {
 		opts = append(opts, clientv3.WithPrefix())
 	}
-	return w.Watch(wctx, s.cfg.Key, opts...)
+	return cli.Watch(wctx, s.cfg.Key, opts...)
 }
 
-func (s *Syncer) requestProgress(wctx context.Context, w clientv3.Watcher) {
+func (s *Syncer) requestProgress(wctx context.Context, cli *clientv3.Client) {
 	pctx, cancel := context.WithTimeout(wctx, s.cfg.RequestTimeout)
 	defer cancel()
-	if err := w.RequestProgress(pctx); err != nil && wctx.Err() == nil {
+	if err := cli.RequestProgress(pctx); err != nil && wctx.Err() == nil {
 		s.log.Debug("etcdsync: progress request", "err", err)
 	}
 }
