@@ -407,7 +407,7 @@ func TestUnconfirmedWatchIsAStall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cli.Close()
+	t.Cleanup(func() { cli.Close() }) // after run's cleanup has stopped the syncer
 	direct := newClient(t, e.Endpoints())
 	v := &view{}
 	s := newSyncer(t, cli, "/k", false, 200*time.Millisecond)
